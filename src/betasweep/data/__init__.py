@@ -1,0 +1,37 @@
+"""Datasets: the ground-truth interface, real dSprites, the procedural shapes simulator."""
+
+from __future__ import annotations
+
+import os
+
+from betasweep.data.base import GroundTruthData
+from betasweep.data.dsprites import DSprites
+from betasweep.data.shapes import Shapes
+from betasweep.errors import ConfigError
+
+__all__ = ["DATASETS", "DSprites", "GroundTruthData", "Shapes", "load_dataset"]
+
+DATASETS = ("shapes", "dsprites")
+"""Names accepted by :func:`load_dataset`; ``shapes`` is the embedded default (needs no file)."""
+
+
+def load_dataset(name: str, path: str | os.PathLike | None = None) -> GroundTruthData:
+    """Build a dataset by name.
+
+    Args:
+        name: one of :data:`DATASETS`.
+        path: the data file; required for ``dsprites``, refused for ``shapes``.
+
+    Raises:
+        ConfigError: unknown name, or a path missing/given where it does not belong.
+        DataError: the file cannot be read (see :class:`DSprites`).
+    """
+    if name == "shapes":
+        if path is not None:
+            raise ConfigError("dataset 'shapes' is procedural and takes no data path")
+        return Shapes()
+    if name == "dsprites":
+        if path is None:
+            raise ConfigError("dataset 'dsprites' needs a data path (the dSprites .npz file)")
+        return DSprites(path)
+    raise ConfigError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")

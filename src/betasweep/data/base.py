@@ -1,0 +1,79 @@
+"""The ground-truth data interface (after disentanglement_lib's ``GroundTruthData``)."""
+
+from __future__ import annotations
+
+import abc
+
+import numpy as np
+
+__all__ = ["GroundTruthData"]
+
+
+class GroundTruthData(abc.ABC):
+    """A dataset whose images are a deterministic function of discrete generative factors.
+
+    Factor ``i`` takes integer values ``0 .. factor_sizes[i] - 1``. Images are ``float32`` arrays of
+    shape ``(n, num_channels, 64, 64)`` with values in ``[0, 1]``.
+
+    Subclasses implement :attr:`factor_names`, :attr:`factor_sizes`, :attr:`num_channels` and
+    :meth:`images_from_factors`; sampling is shared.
+    """
+
+    image_size: int = 64
+
+    @property
+    @abc.abstractmethod
+    def factor_names(self) -> tuple[str, ...]:
+        """Names of the factors, in column order."""
+
+    @property
+    @abc.abstractmethod
+    def factor_sizes(self) -> tuple[int, ...]:
+        """Number of values of each factor, e.g. dSprites ``(3, 6, 40, 32, 32)``."""
+
+    @property
+    @abc.abstractmethod
+    def num_channels(self) -> int:
+        """Image channels: 1 (binary or grey) or 3 (RGB)."""
+
+    @abc.abstractmethod
+    def images_from_factors(self, factors: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        """Render the images of the given factor vectors.
+
+        Args:
+            factors: int array ``(n, num_factors)``, column ``i`` in ``[0, factor_sizes[i])``.
+            rng: randomness for datasets with nuisance variation; deterministic datasets ignore it
+                and never draw from it (so the metric's rng sequence does not depend on the data).
+
+        Returns:
+            float32 array ``(n, num_channels, 64, 64)`` in ``[0, 1]``.
+        """
+
+    @property
+    def num_factors(self) -> int:
+        return len(self.factor_sizes)
+
+    @property
+    def num_images(self) -> int:
+        """Size of the complete factor grid: ``prod(factor_sizes)``."""
+        return int(np.prod(self.factor_sizes))
+
+    def sample_factors(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """Draw ``n`` factor vectors, each factor uniform and independent.
+
+        Returns:
+            int64 array ``(n, num_factors)``.
+        """
+        return np.stack([rng.integers(0, size, size=n) for size in self.factor_sizes], axis=1)
+
+    def sample_observations(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """Draw ``n`` training images: float32 ``(n, num_channels, 64, 64)`` in ``[0, 1]``."""
+        return self.images_from_factors(self.sample_factors(n, rng), rng)
+
+    def flat_index(self, factors: np.ndarray) -> np.ndarray:
+        """Row-major index of each factor vector in the complete grid: int64 ``(n,)``."""
+        return np.ravel_multi_index(tuple(np.asarray(factors).T), self.factor_sizes)
+
+    def factors_from_flat_index(self, index: np.ndarray) -> np.ndarray:
+        """Inverse of :meth:`flat_index`: int64 ``(n, num_factors)``."""
+        return np.stack(np.unravel_index(np.asarray(index), self.factor_sizes), axis=1).astype(np.int64)

@@ -1,0 +1,84 @@
+"""Statistics of a trained VAE: KL per dimension, active units, reconstruction loss, ELBO."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from betasweep.models import BetaVAE, bernoulli_recon_loss, gaussian_kl
+
+__all__ = ["representation_function", "active_units", "vae_statistics"]
+
+
+def representation_function(model: BetaVAE, *, batch_size: int = 2048):
+    """The encoder mean as a representation function ``(n, C, 64, 64) float32 → (n, latent_dim) float32``.
+
+    Runs in eval mode without gradients on the model's device; restores the model's mode after.
+    """
+    device = next(model.parameters()).device
+
+    @torch.no_grad()
+    def represent(images: np.ndarray) -> np.ndarray:
+        was_training = model.training
+        model.eval()
+        try:
+            out = [
+                model.encode(torch.from_numpy(np.ascontiguousarray(images[i : i + batch_size])).to(device))[0].float().cpu()
+                for i in range(0, len(images), batch_size)
+            ]
+        finally:
+            model.train(was_training)
+        return torch.cat(out).numpy()
+
+    return represent
+
+
+def active_units(mu: np.ndarray, threshold: float = 0.01) -> int:
+    """Dimensions whose ``mu`` varies over the data: ``Var_x[mu_j(x)] > threshold`` (Burda et al. 2016, Sec. 5.2).
+
+    Args:
+        mu: ``(n, latent_dim)`` encoder means over ``n`` images.
+    """
+    return int(np.sum(np.var(mu, axis=0) > threshold))
+
+
+@torch.no_grad()
+def vae_statistics(
+    model: BetaVAE, data, rng: np.random.Generator, *, num_samples: int = 4096, batch_size: int = 512
+) -> dict:
+    """Reconstruction loss, KL, KL per dimension, ELBO and active units on ``num_samples`` fresh images.
+
+    Images come from ``data.sample_observations(n, rng)``: draws independent of the training stream
+    (on a finite grid such as dSprites they are not disjoint from the training images, as in
+    disentanglement_lib, which evaluates on the training distribution). The decoder is fed ``mu``
+    (eval mode), so ``recon_loss`` is deterministic given ``rng``.
+
+    Returns:
+        ``recon_loss`` (nats/image), ``kl`` (nats, summed over dimensions), ``kl_per_dim`` (list of
+        ``latent_dim`` floats, nats), ``elbo`` (= −(recon_loss + kl), nats), ``active_units`` (int).
+    """
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    recon_sum, kl_sum, mus = 0.0, None, []
+    remaining = num_samples
+    while remaining > 0:
+        n = min(batch_size, remaining)
+        x = torch.from_numpy(data.sample_observations(n, rng)).to(device)
+        mu, logvar = model.encode(x)
+        logits = model.decode(mu)
+        recon_sum += bernoulli_recon_loss(logits, x).item() * n
+        kl = gaussian_kl(mu, logvar).sum(dim=0).double().cpu()
+        kl_sum = kl if kl_sum is None else kl_sum + kl
+        mus.append(mu.cpu().numpy())
+        remaining -= n
+    model.train(was_training)
+    kl_per_dim = (kl_sum / num_samples).tolist()
+    recon_loss = recon_sum / num_samples
+    return {
+        "recon_loss": recon_loss,
+        "kl": float(sum(kl_per_dim)),
+        "kl_per_dim": kl_per_dim,
+        "elbo": -(recon_loss + float(sum(kl_per_dim))),
+        "active_units": active_units(np.concatenate(mus)),
+    }

@@ -1,0 +1,69 @@
+"""Checkpoints: one file holding everything needed to rebuild the model and resume training."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from betasweep.errors import DataError
+from betasweep.models import BetaVAE, ModelConfig
+
+__all__ = ["CHECKPOINT_FORMAT", "save_checkpoint", "read_checkpoint", "load_checkpoint"]
+
+CHECKPOINT_FORMAT = 1
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
+    """Write ``state`` atomically: to a temporary file beside ``path``, then rename.
+
+    A crash mid-write leaves the previous checkpoint intact, never a truncated one. ``state`` must
+    hold only tensors, numbers, strings, lists and dicts so that ``torch.load(weights_only=True)``
+    can read it back.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    torch.save({"format": CHECKPOINT_FORMAT, **state}, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint dict with ``weights_only=True`` (no arbitrary code runs).
+
+    Raises:
+        DataError: the file is missing or is not a betasweep checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # torch raises pickle/zip/runtime errors for foreign files
+        raise DataError(f"{path}: not a readable checkpoint ({type(error).__name__}: {error})") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT or "model_config" not in state:
+        raise DataError(f"{path}: not a betasweep checkpoint (expected format {CHECKPOINT_FORMAT} with a model_config)")
+    return state
+
+
+def load_checkpoint(
+    path: str | os.PathLike, map_location: str | torch.device = "cpu"
+) -> tuple[BetaVAE, dict[str, Any]]:
+    """Rebuild the model from the checkpoint alone.
+
+    Returns:
+        ``(model, state)``: the :class:`BetaVAE` in eval mode with its weights, and the whole
+        checkpoint dict (``model_config``, ``train_config``, ``data``, ``step``, ``samples_seen``,
+        ``metrics``, ``history``, ...).
+
+    Raises:
+        DataError: see :func:`read_checkpoint`.
+    """
+    state = read_checkpoint(path, map_location)
+    model = BetaVAE(ModelConfig(**state["model_config"]))
+    model.load_state_dict(state["model_state"])
+    model.to(map_location).eval()
+    return model, state

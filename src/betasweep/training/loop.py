@@ -1,0 +1,275 @@
+"""The β-VAE training loop: Adam, a budget in training samples, seeded, resumable."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from betasweep.errors import ConfigError, DataError, DivergenceError
+from betasweep.models import BetaVAE, ModelConfig, bernoulli_recon_loss, beta_norm, beta_vae_loss, capacity_loss, kl_per_dim
+from betasweep.training.checkpoint import read_checkpoint, save_checkpoint
+
+__all__ = ["TrainConfig", "TrainResult", "train", "resolve_device", "seed_sequences"]
+
+OBJECTIVES = ("beta", "capacity")
+
+
+class ImageSource(Protocol):
+    """What training needs of a dataset: ``num_channels`` and a sampler of images."""
+
+    num_channels: int
+
+    def sample_observations(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """float32 ``(n, C, 64, 64)`` in ``[0, 1]``."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything about one training run except the network's shape (:class:`ModelConfig`).
+
+    Attributes:
+        beta: weight of the KL term (Higgins et al. 2017, Eq. 4); > 0.
+        objective: ``"beta"`` (recon + β·KL) or ``"capacity"`` (recon + γ·|KL − C|, Burgess et al. 2018).
+        gamma: capacity objective's weight γ.
+        capacity_max: capacity objective's final C, nats.
+        capacity_steps: optimiser steps over which C grows linearly from 0 to ``capacity_max``.
+        batch_size: images per optimiser step.
+        train_samples: budget in training images seen; steps = ceil(train_samples / batch_size), so
+            trials with different batch sizes see the same number of images.
+        learning_rate: Adam's step size (disentanglement_lib's default 1e-4).
+        seed: the run's seed; init, data order and reparameterisation noise get child seeds of it.
+        log_every: optimiser steps between logged records (each averages the steps since the last).
+        checkpoint_every: optimiser steps between checkpoints (0: only at the end).
+        device: ``"auto"`` (CUDA when available, else CPU), ``"cpu"`` or ``"cuda[:i]"``.
+        bf16: autocast the forward pass to bfloat16 on CUDA.
+    """
+
+    beta: float = 4.0
+    objective: str = "beta"
+    gamma: float = 1000.0
+    capacity_max: float = 25.0
+    capacity_steps: int = 100_000
+    batch_size: int = 64
+    train_samples: int = 300_000
+    learning_rate: float = 1e-4
+    seed: int = 0
+    log_every: int = 50
+    checkpoint_every: int = 0
+    device: str = "auto"
+    bf16: bool = False
+
+    def __post_init__(self):
+        if not (self.beta > 0 and math.isfinite(self.beta)):
+            raise ConfigError(f"beta must be > 0, got {self.beta}")
+        if self.objective not in OBJECTIVES:
+            raise ConfigError(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.train_samples < 1:
+            raise ConfigError(f"train_samples must be >= 1, got {self.train_samples}")
+        if not self.learning_rate > 0:
+            raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.log_every < 1 or self.checkpoint_every < 0:
+            raise ConfigError("log_every must be >= 1 and checkpoint_every >= 0")
+
+    @property
+    def num_steps(self) -> int:
+        return math.ceil(self.train_samples / self.batch_size)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns.
+
+    Attributes:
+        model: the trained :class:`BetaVAE`, in eval mode, on the training device.
+        step: optimiser steps taken in total (including any resumed from a checkpoint).
+        samples_seen: training images seen in total.
+        history: one record per ``log_every`` steps (see :func:`train`).
+        wall_time_s: seconds spent in this call.
+    """
+
+    model: BetaVAE
+    step: int
+    samples_seen: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+    wall_time_s: float = 0.0
+
+    @property
+    def last(self) -> dict[str, Any]:
+        return self.history[-1] if self.history else {}
+
+
+def resolve_device(device: str) -> torch.device:
+    """``"auto"`` → CUDA when available, else CPU; anything else is passed to :class:`torch.device`."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError as error:
+        raise ConfigError(f"device: {error}") from None
+
+
+def seed_sequences(seed: int) -> dict[str, np.random.SeedSequence]:
+    """The run's child seeds (DESIGN.md, Randomness): ``init``, ``data``, ``noise``."""
+    init, data, noise = np.random.SeedSequence(seed).spawn(3)
+    return {"init": init, "data": data, "noise": noise}
+
+
+def _torch_seed(seq: np.random.SeedSequence) -> int:
+    return int(seq.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
+
+
+def train(
+    data: ImageSource,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    *,
+    checkpoint_path: str | os.PathLike | None = None,
+    resume: bool = True,
+    extra: dict[str, Any] | None = None,
+    callback: Callable[[dict[str, Any], BetaVAE], None] | None = None,
+    progress: bool = False,
+) -> TrainResult:
+    """Train a :class:`BetaVAE` on ``data`` for ``train_config.train_samples`` images.
+
+    Each step draws ``batch_size`` images, computes the loss (:mod:`betasweep.models.losses`) and
+    takes an Adam step. Every ``log_every`` steps a record is appended to the history and passed
+    to ``callback(record, model)``: keys ``step``, ``samples``, ``loss``, ``recon_loss``, ``kl``
+    (nats, mean over the steps since the last record), ``kl_per_dim`` (list, nats) and
+    ``elapsed_s``. The callback may raise (e.g. ``optuna.TrialPruned``) to stop training; it
+    sees the model in training mode and must restore that mode if it changes it.
+
+    On the CPU, the same seed and config give bit-identical weights, also across a resume.
+
+    Args:
+        data: anything with ``num_channels`` and ``sample_observations(n, rng)``.
+        model_config, train_config: the run's configuration; ``model_config.num_channels`` must
+            match ``data.num_channels``.
+        checkpoint_path: where to write checkpoints (every ``checkpoint_every`` steps and at the
+            end). When the file exists and ``resume`` is true, training continues from it.
+        extra: JSON-like dict stored in the checkpoint (e.g. the dataset's name and path).
+        callback: called with each history record and the model.
+        progress: show a progress bar.
+
+    Returns:
+        :class:`TrainResult`.
+
+    Raises:
+        DivergenceError: a step's loss is NaN or infinite; no checkpoint is written for it.
+        DataError: ``data`` does not match ``model_config`` or the checkpoint to resume from.
+    """
+    if data.num_channels != model_config.num_channels:
+        raise DataError(
+            f"the dataset has {data.num_channels} channel(s) but the model expects {model_config.num_channels}"
+        )
+    device = resolve_device(train_config.device)
+    seeds = seed_sequences(train_config.seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(_torch_seed(seeds["init"]))
+        model = BetaVAE(model_config)
+    model.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=train_config.learning_rate)
+    rng = np.random.default_rng(seeds["data"])
+    noise = torch.Generator(device=device).manual_seed(_torch_seed(seeds["noise"]))
+    step, history = 0, []
+
+    if checkpoint_path is not None and resume and Path(checkpoint_path).is_file():
+        state = read_checkpoint(checkpoint_path, map_location=device)
+        if state["model_config"] != model_config.to_dict():
+            raise DataError(f"{checkpoint_path}: its model_config differs from this run's; refusing to resume")
+        model.load_state_dict(state["model_state"])
+        optimizer.load_state_dict(state["optimizer_state"])
+        rng.bit_generator.state = state["rng"]["numpy"]
+        noise.set_state(state["rng"]["torch_noise"].cpu())
+        step, history = int(state["step"]), list(state["history"])
+
+    bnorm = beta_norm(train_config.beta, model_config.latent_dim, model_config.num_pixels)
+    steps_total = train_config.num_steps
+    use_bf16 = train_config.bf16 and device.type == "cuda"
+
+    def checkpoint_state() -> dict[str, Any]:
+        return {
+            "model_config": model_config.to_dict(),
+            "train_config": train_config.to_dict(),
+            "data": dict(extra or {}),
+            "model_state": model.state_dict(),
+            "optimizer_state": optimizer.state_dict(),
+            "step": step,
+            "samples_seen": step * train_config.batch_size,
+            "rng": {"numpy": rng.bit_generator.state, "torch_noise": noise.get_state()},
+            "history": history,
+            "metrics": {"beta_norm": bnorm, **(history[-1] if history else {})},
+        }
+
+    start = time.perf_counter()
+    sums = torch.zeros(2 + model_config.latent_dim, dtype=torch.float64)  # loss, recon, kl per dim
+    pending = 0
+    model.train()
+    with tqdm(total=steps_total, initial=step, desc="train", unit="step", disable=not progress, leave=False) as bar:
+        while step < steps_total:
+            x = torch.from_numpy(data.sample_observations(train_config.batch_size, rng)).to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                logits, mu, logvar, _ = model(x, generator=noise)
+            recon = bernoulli_recon_loss(logits.float(), x)
+            kl_dims = kl_per_dim(mu.float(), logvar.float())
+            kl = kl_dims.sum()
+            if train_config.objective == "beta":
+                loss = beta_vae_loss(recon, kl, train_config.beta)
+            else:
+                loss = capacity_loss(
+                    recon, kl, gamma=train_config.gamma, step=step,
+                    capacity_max=train_config.capacity_max, capacity_steps=train_config.capacity_steps,
+                )
+            loss_value = loss.item()
+            if not math.isfinite(loss_value):
+                raise DivergenceError(step, loss_value)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            pending += 1
+            sums += torch.cat([torch.stack([loss.detach(), recon.detach()]), kl_dims.detach()]).double().cpu()
+            bar.update(1)
+            if pending == train_config.log_every or step == steps_total:
+                means = (sums / pending).tolist()
+                record = {
+                    "step": step,
+                    "samples": step * train_config.batch_size,
+                    "loss": means[0],
+                    "recon_loss": means[1],
+                    "kl": float(sum(means[2:])),
+                    "kl_per_dim": means[2:],
+                    "elapsed_s": time.perf_counter() - start,
+                }
+                history.append(record)
+                bar.set_postfix(loss=f"{record['loss']:.1f}", kl=f"{record['kl']:.2f}")
+                sums.zero_()
+                pending = 0
+                if callback is not None:
+                    callback(record, model)
+            if checkpoint_path is not None and (
+                step == steps_total or (train_config.checkpoint_every and step % train_config.checkpoint_every == 0)
+            ):
+                save_checkpoint(checkpoint_path, checkpoint_state())
+
+    model.eval()
+    return TrainResult(
+        model=model,
+        step=step,
+        samples_seen=step * train_config.batch_size,
+        history=history,
+        wall_time_s=time.perf_counter() - start,
+    )

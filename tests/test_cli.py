@@ -1,0 +1,83 @@
+"""The `betasweep` command as a user runs it: a real subprocess of the installed console script."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+def run(*args, check=True):
+    exe = shutil.which("betasweep")
+    cmd = [exe, *args] if exe else [sys.executable, "-m", "betasweep.cli", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{cmd} exited {proc.returncode}:\n{proc.stderr}")
+    return proc
+
+
+def test_help_lists_the_commands():
+    out = run("--help").stdout
+    for command in ("train", "evaluate", "traverse"):
+        assert command in out
+
+
+def test_train_evaluate_traverse_on_real_dsprites(dsprites_path, tmp_path):
+    out = tmp_path / "run"
+    trained = json.loads(run("train", "--dataset", "dsprites", "--data-path", str(dsprites_path), "--beta", "4",
+                             "--latent-dim", "5", "--width", "8", "--train-samples", "640", "--batch-size", "32",
+                             "--out", str(out), "--no-progress").stdout)
+    assert trained["steps"] == 20 and trained["beta_norm"] == pytest.approx(4 * 5 / 4096)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["dataset"] == "dsprites" and len(metrics["kl_per_dim"]) == 5
+
+    evaluated = json.loads(run("evaluate", str(out / "checkpoint.pt"), "--num-train", "200", "--num-eval", "100").stdout)
+    for key in ("train_accuracy", "eval_accuracy", "recon_loss", "kl", "kl_per_dim", "active_units"):
+        assert key in evaluated
+    assert 0 <= evaluated["eval_accuracy"] <= 1 and len(evaluated["kl_per_dim"]) == 5
+    again = json.loads(run("evaluate", str(out / "checkpoint.pt"), "--num-train", "200", "--num-eval", "100").stdout)
+    assert again["eval_accuracy"] == evaluated["eval_accuracy"]
+
+    figures = json.loads(run("traverse", str(out / "checkpoint.pt"), "--out", str(tmp_path / "fig")).stdout)
+    traversal = Image.open(figures["traversal"])
+    # make_grid: 10 columns of 64 px + 2 px padding, one row per latent dimension (5).
+    assert traversal.size == (10 * 66 + 2, 5 * 66 + 2)
+    assert Image.open(figures["reconstruction"]).size == (8 * 66 + 2, 2 * 66 + 2)
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["train", "--dataset", "dsprites", "--data-path", "/nonexistent/d.npz", "--out", "OUT"], "not found"),
+        (["train", "--beta", "0", "--out", "OUT"], "--beta"),
+        (["train", "--beta", "-1", "--out", "OUT"], "--beta"),
+        (["train", "--latent-dim", "0", "--out", "OUT"], "--latent-dim"),
+        (["train", "--dataset", "dsprites", "--out", "OUT"], "needs a data path"),
+        (["evaluate", "/nonexistent/checkpoint.pt"], "checkpoint not found"),
+        (["train", "--dataset", "mnist", "--out", "OUT"], "--dataset"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_code_2(args, needle, tmp_path):
+    args = [str(tmp_path / "out") if a == "OUT" else a for a in args]
+    proc = run(*args, check=False)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("betasweep: error:") and needle in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_wrong_image_size_is_exit_code_2(tmp_path, dsprites_raw):
+    path = tmp_path / "small.npz"
+    np.savez(path, imgs=dsprites_raw["imgs"][:, ::2, ::2], latents_classes=dsprites_raw["latents_classes"])
+    proc = run("train", "--dataset", "dsprites", "--data-path", str(path), "--out", str(tmp_path / "o"), check=False)
+    assert proc.returncode == 2 and "expected (64, 64)" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_not_a_checkpoint_is_exit_code_2(tmp_path):
+    path = tmp_path / "x.pt"
+    path.write_bytes(b"garbage")
+    proc = run("evaluate", str(path), check=False)
+    assert proc.returncode == 2 and "not a readable checkpoint" in proc.stderr
