@@ -146,6 +146,19 @@ def traverse(checkpoint, out_dir, data_path, seed):
 
 
 # ---------------------------------------------------------------------------------------------
+# Command groups that live beside their code: each module lists its click commands in COMMANDS.
+
+
+def _add_commands() -> None:
+    from betasweep import celeba_commands
+    from betasweep.sweeps import commands as sweep_commands
+
+    for module in (sweep_commands, celeba_commands):
+        for command in module.COMMANDS:
+            cli.add_command(command)
+
+
+_add_commands()
 
 
 def main(argv: list[str] | None = None) -> int:

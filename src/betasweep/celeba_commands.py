@@ -1,0 +1,7 @@
+"""The CelebA commands of ``betasweep`` (data, classifier)."""
+
+from __future__ import annotations
+
+import click
+
+COMMANDS: list[click.Command] = []

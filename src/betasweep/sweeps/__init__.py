@@ -1,0 +1,1 @@
+"""Sweeps: the sweep spec, the Optuna objective, studies, workers and the report."""
