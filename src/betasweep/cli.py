@@ -94,7 +94,7 @@ def _model_and_data(checkpoint: Path, data_path: Path | None):
     info = state.get("data") or {}
     name = info.get("dataset", "shapes")
     path = data_path if data_path is not None else info.get("data_path")
-    return model, state, load_dataset(name, path)
+    return model, state, load_dataset(name, path, subsample=info.get("subsample"))
 
 
 @cli.command()

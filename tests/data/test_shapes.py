@@ -111,3 +111,18 @@ def test_fidelity_to_real_dsprites(shapes):
     report = ", ".join(f"{name} {value:.4f}" for name, value in mean_iou.items())
     print(f"\nShapes vs real dSprites, mean IoU per shape: {report}")
     assert all(value >= 0.90 for value in mean_iou.values()), f"mean IoU per shape: {report}"
+
+
+def test_subsampled_grid_renders_every_kth_value_of_the_full_grid():
+    full, small = Shapes(), Shapes(subsample=(1, 1, 4, 2, 2))
+    assert small.factor_sizes == (3, 6, 10, 16, 16) and small.num_images == 46_080
+    factors = small.sample_factors(64, np.random.default_rng(0))
+    np.testing.assert_array_equal(small.images_from_factors(factors), full.images_from_factors(factors * [1, 1, 4, 2, 2]))
+
+
+@pytest.mark.parametrize("subsample", [(1, 1, 3, 1, 1), (1, 1, 1, 1), (0, 1, 1, 1, 1)])
+def test_subsample_that_does_not_divide_is_refused(subsample):
+    from betasweep.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="subsample"):
+        Shapes(subsample=subsample)

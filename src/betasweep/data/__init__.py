@@ -15,21 +15,24 @@ DATASETS = ("shapes", "dsprites")
 """Names accepted by :func:`load_dataset`; ``shapes`` is the embedded default (needs no file)."""
 
 
-def load_dataset(name: str, path: str | os.PathLike | None = None) -> GroundTruthData:
+def load_dataset(name: str, path: str | os.PathLike | None = None, *, subsample=None) -> GroundTruthData:
     """Build a dataset by name.
 
     Args:
         name: one of :data:`DATASETS`.
         path: the data file; required for ``dsprites``, refused for ``shapes``.
+        subsample: ``shapes`` only: keep every k-th value of each factor (see :class:`Shapes`).
 
     Raises:
-        ConfigError: unknown name, or a path missing/given where it does not belong.
+        ConfigError: unknown name, or a path or option missing/given where it does not belong.
         DataError: the file cannot be read (see :class:`DSprites`).
     """
     if name == "shapes":
         if path is not None:
             raise ConfigError("dataset 'shapes' is procedural and takes no data path")
-        return Shapes()
+        return Shapes(subsample=subsample)
+    if subsample is not None:
+        raise ConfigError(f"dataset {name!r} takes no subsample option")
     if name == "dsprites":
         if path is None:
             raise ConfigError("dataset 'dsprites' needs a data path (the dSprites .npz file)")
