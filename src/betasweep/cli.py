@@ -86,10 +86,17 @@ def train(dataset, data_path, beta, latent_dim, width, batch_size, train_samples
     _emit_json({k: metrics[k] for k in ("checkpoint", "beta_norm", "steps", "loss", "recon_loss", "kl", "wall_time_s")})
 
 
-def _model_and_data(checkpoint: Path, data_path: Path | None):
+def _model_and_data(checkpoint: str, data_path: Path | None, tracking_uri: str):
+    """The model of CHECKPOINT (a file, ``runs:/RUN_ID/checkpoint`` or ``models:/NAME@best``) and its dataset."""
+    import tempfile
+
     from betasweep.data import load_dataset
     from betasweep.training import load_checkpoint, resolve_device
 
+    if checkpoint.startswith(("runs:/", "models:/")):
+        from betasweep.tracking import download_checkpoint
+
+        checkpoint = download_checkpoint(checkpoint, tracking_uri, tempfile.mkdtemp(prefix="betasweep-checkpoint-"))
     model, state = load_checkpoint(checkpoint, map_location=resolve_device("auto"))
     info = state.get("data") or {}
     name = info.get("dataset", "shapes")
@@ -97,20 +104,29 @@ def _model_and_data(checkpoint: Path, data_path: Path | None):
     return model, state, load_dataset(name, path, subsample=info.get("subsample"))
 
 
+_CHECKPOINT_ARG = click.argument("checkpoint")
+_TRACKING_OPTION = click.option("--tracking-uri", default="sqlite:///mlflow.db", show_default=True,
+                                help="MLflow store for runs:/ and models:/ checkpoints.")
+
+
 @cli.command()
-@click.argument("checkpoint", type=click.Path(path_type=Path))
+@_CHECKPOINT_ARG
+@_TRACKING_OPTION
 @click.option("--data-path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Dataset file, if it moved since training.")
 @click.option("--metric-seed", type=int, default=0, show_default=True, help="Seed of the metric's factor pairs.")
 @click.option("--num-train", type=click.IntRange(min=1), default=10_000, show_default=True)
 @click.option("--num-eval", type=click.IntRange(min=1), default=5_000, show_default=True)
 @click.option("--metric-batch-size", type=click.IntRange(min=1), default=64, show_default=True)
-def evaluate(checkpoint, data_path, metric_seed, num_train, num_eval, metric_batch_size):
-    """Score CHECKPOINT: Higgins train/eval accuracy, recon loss, KL, KL per dimension, active units (JSON)."""
+def evaluate(checkpoint, tracking_uri, data_path, metric_seed, num_train, num_eval, metric_batch_size):
+    """Score CHECKPOINT: Higgins train/eval accuracy, recon loss, KL, KL per dimension, active units (JSON).
+
+    CHECKPOINT is a file, or a logged one: runs:/RUN_ID/checkpoint or models:/betasweep-STUDY@best.
+    """
     from betasweep.metrics import MetricConfig, evaluate_model
     from betasweep.models import beta_norm
 
-    model, state, data = _model_and_data(checkpoint, data_path)
+    model, state, data = _model_and_data(checkpoint, data_path, tracking_uri)
     config = MetricConfig(seed=metric_seed, batch_size=metric_batch_size, num_train=num_train, num_eval=num_eval)
     result = evaluate_model(model, data, config)
     mc, tc = state["model_config"], state["train_config"]
@@ -127,18 +143,19 @@ def evaluate(checkpoint, data_path, metric_seed, num_train, num_eval, metric_bat
 
 
 @cli.command()
-@click.argument("checkpoint", type=click.Path(path_type=Path))
+@_CHECKPOINT_ARG
+@_TRACKING_OPTION
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
 @click.option("--data-path", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @click.option("--seed", type=int, default=0, show_default=True, help="Picks the real images traversed around.")
-def traverse(checkpoint, out_dir, data_path, seed):
+def traverse(checkpoint, tracking_uri, out_dir, data_path, seed):
     """Write OUT/traversal.png (a row per latent dim, sorted by KL, z_j from -3 to 3) and OUT/reconstruction.png."""
     import numpy as np
 
     from betasweep.figures import save_figures
     from betasweep.metrics import vae_statistics
 
-    model, _, data = _model_and_data(checkpoint, data_path)
+    model, _, data = _model_and_data(checkpoint, data_path, tracking_uri)
     stats_rng, image_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
     kl = vae_statistics(model, data, stats_rng, num_samples=2048)["kl_per_dim"]
     paths = save_figures(model, data, image_rng, out_dir, kl)

@@ -11,7 +11,7 @@ from torchvision.utils import make_grid, save_image
 
 from betasweep.models import BetaVAE
 
-__all__ = ["traversal_images", "traversal_grid", "reconstruction_grid", "save_figures"]
+__all__ = ["traversal_images", "traversal_grid", "reconstruction_grid", "save_figures", "save_kl_chart"]
 
 
 @torch.no_grad()
@@ -67,3 +67,24 @@ def save_figures(
     save_image(traversal_grid(model, x[:1], kl_per_dim), paths["traversal"])
     save_image(reconstruction_grid(model, x), paths["reconstruction"])
     return paths
+
+
+def save_kl_chart(kl_per_dim: list[float], path: str | os.PathLike, *, title: str = "") -> Path:
+    """Bar chart PNG of the KL of each latent dimension (nats), the dimensions in index order."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.45 * len(kl_per_dim) + 1.5), 3.0), dpi=100)
+    ax.bar(range(len(kl_per_dim)), kl_per_dim, color="#4c72b0")
+    ax.axhline(0.01, color="grey", linewidth=0.8, linestyle=":")
+    ax.set_xlabel("latent dimension")
+    ax.set_ylabel("KL (nats)")
+    ax.set_xticks(range(len(kl_per_dim)))
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)

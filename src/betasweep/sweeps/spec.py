@@ -1,0 +1,314 @@
+"""The sweep spec: a YAML file saying what to search, on which data, at what budget, scored how.
+
+Validated whole before anything runs: an unknown key, an empty range, β <= 0 or an unknown
+dataset is refused with a :class:`~betasweep.errors.ConfigError` that names the key.
+
+Example (``examples/shapes-quick.yaml``)::
+
+    study: shapes-quick
+    dataset: {name: shapes, subsample: [1, 1, 4, 2, 2]}
+    search_space:
+      beta: {low: 0.25, high: 16, log: true}
+      latent_dim: [6, 10]
+      width: [16, 32]
+      batch_size: [16, 32]
+    fixed: {learning_rate: 0.001}
+    train_samples: 24000
+    seed: {policy: fixed, value: 0}
+    metric:
+      seed: 0
+      full: {num_train: 10000, num_eval: 5000, batch_size: 64}
+      intermediate: {num_train: 200, num_eval: 100, batch_size: 16, at: [0.5]}
+    sampler: {name: tpe, seed: 0}
+    pruner: {name: median}
+    n_trials: 12
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from betasweep.data import DATASETS
+from betasweep.errors import ConfigError
+from betasweep.metrics import MetricConfig
+from betasweep.models import ModelConfig
+from betasweep.training import TrainConfig
+
+__all__ = ["ParamSpec", "SweepSpec", "load_spec", "parse_spec", "DEFAULT_SPEC", "CONFIG_FIELDS"]
+
+# Config fields a spec may search or fix, with their type. num_channels and image_size follow the
+# data; train_samples, seed and device have keys of their own.
+CONFIG_FIELDS: dict[str, type] = {
+    **{f.name: f.type for f in dataclasses.fields(ModelConfig) if f.name not in ("num_channels", "image_size")},
+    **{f.name: f.type for f in dataclasses.fields(TrainConfig) if f.name not in ("train_samples", "seed", "device")},
+}
+CONFIG_FIELDS = {name: {"int": int, "float": float, "str": str, "bool": bool}.get(t, t) if isinstance(t, str) else t
+                 for name, t in CONFIG_FIELDS.items()}
+
+SAMPLERS = ("tpe", "random", "nsgaii")
+PRUNERS = ("median", "hyperband", "none")
+SEED_POLICIES = ("fixed", "per_trial")
+OBJECTIVES = ("recon_loss",)
+
+DEFAULT_SPEC: dict[str, Any] = {
+    "study": "shapes-quick",
+    "dataset": {"name": "shapes", "subsample": [1, 1, 4, 2, 2]},
+    "search_space": {
+        "beta": {"low": 0.25, "high": 16.0, "log": True},
+        "latent_dim": [6, 10],
+        "width": [16, 32],
+        "batch_size": [16, 32],
+    },
+    "fixed": {"learning_rate": 1e-3},
+    "train_samples": 24_000,
+    "seed": {"policy": "fixed", "value": 0},
+    "metric": {
+        "seed": 0,
+        "full": {"num_train": 10_000, "num_eval": 5_000, "batch_size": 64},
+        "intermediate": {"num_train": 200, "num_eval": 100, "batch_size": 16, "at": [0.5]},
+    },
+    "sampler": {"name": "tpe", "seed": 0},
+    "pruner": {"name": "median"},
+    "n_trials": 12,
+}
+"""The embedded default: procedural shapes on dSprites' downsampled grid, about 10 minutes on 2 cores."""
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One searched parameter: a categorical ``choices`` list or a ``[low, high]`` range."""
+
+    name: str
+    choices: tuple | None = None
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+
+    def suggest(self, trial) -> Any:
+        """Draw this parameter from an ``optuna.Trial``."""
+        if self.choices is not None:
+            return trial.suggest_categorical(self.name, list(self.choices))
+        if CONFIG_FIELDS[self.name] is int:
+            return trial.suggest_int(self.name, int(self.low), int(self.high), log=self.log, step=int(self.step or 1))
+        return trial.suggest_float(self.name, self.low, self.high, log=self.log, step=self.step)
+
+    def values(self) -> list:
+        """Every value this parameter may take (for validation): choices, or the range's ends."""
+        return list(self.choices) if self.choices is not None else [self.low, self.high]
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A validated sweep spec; see the module docstring for the YAML form.
+
+    Attributes:
+        study: the Optuna study name (also the MLflow experiment's).
+        dataset: ``{"name": ..., "path": ..., other dataset options}``.
+        search_space: the searched parameters.
+        fixed: config fields held fixed (any :class:`ModelConfig` / :class:`TrainConfig` field).
+        train_samples: budget per trial, in training images.
+        seed_policy, seed: ``fixed`` (every trial trains with ``seed``) or ``per_trial``
+            (``seed + trial.number``).
+        metric: the full score's :class:`MetricConfig`.
+        intermediate: the cheap score's :class:`MetricConfig`, or None.
+        intermediate_at: fractions of the budget at which the cheap score is reported.
+        sampler, pruner: ``{"name": ..., options}``.
+        n_trials, timeout: defaults for ``betasweep sweep`` / ``worker`` (None: unlimited).
+        second_objective: None or ``"recon_loss"`` (minimised, making the study multi-objective).
+    """
+
+    study: str
+    dataset: dict[str, Any]
+    search_space: tuple[ParamSpec, ...]
+    fixed: dict[str, Any] = field(default_factory=dict)
+    train_samples: int = 24_000
+    seed_policy: str = "fixed"
+    seed: int = 0
+    metric: MetricConfig = MetricConfig()
+    intermediate: MetricConfig | None = None
+    intermediate_at: tuple[float, ...] = ()
+    sampler: dict[str, Any] = field(default_factory=lambda: {"name": "tpe", "seed": 0})
+    pruner: dict[str, Any] = field(default_factory=lambda: {"name": "median"})
+    n_trials: int | None = None
+    timeout: float | None = None
+    second_objective: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def directions(self) -> list[str]:
+        return ["maximize"] + (["minimize"] if self.second_objective else [])
+
+    def seed_for(self, trial_number: int) -> int:
+        return self.seed + trial_number if self.seed_policy == "per_trial" else self.seed
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as given (after defaults), JSON-serialisable: stored in the study's user attrs."""
+        return self.raw
+
+
+_TOP_KEYS = {
+    "study", "dataset", "search_space", "fixed", "train_samples", "seed", "metric", "sampler", "pruner",
+    "n_trials", "timeout", "second_objective",
+}
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+def _unknown(keys, allowed, where: str) -> None:
+    extra = sorted(set(keys) - set(allowed))
+    _require(not extra, f"{where}: unknown key {extra[0]!r}; expected one of {', '.join(sorted(allowed))}" if extra else "")
+
+
+def _metric_config(raw: Any, where: str, seed: int) -> MetricConfig:
+    _require(isinstance(raw, dict), f"{where}: expected a mapping")
+    _unknown(raw, {"num_train", "num_eval", "batch_size", "num_stat_samples", "at"}, where)
+    try:
+        return MetricConfig(seed=seed, **{k: int(v) for k, v in raw.items() if k != "at"})
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"{where}: {error}") from None
+
+
+def _param(name: str, raw: Any) -> ParamSpec:
+    where = f"search_space.{name}"
+    _require(name in CONFIG_FIELDS, f"{where}: unknown config field {name!r}; searchable fields: {', '.join(CONFIG_FIELDS)}")
+    if isinstance(raw, list):
+        _require(len(raw) > 0, f"{where}: empty list of choices")
+        return ParamSpec(name, choices=tuple(raw))
+    _require(isinstance(raw, dict), f"{where}: expected a list of choices or a mapping with low and high")
+    _unknown(raw, {"low", "high", "log", "step"}, where)
+    _require("low" in raw and "high" in raw, f"{where}: a range needs both low and high")
+    _require(CONFIG_FIELDS[name] in (int, float), f"{where}: {name} is not numeric; give a list of choices")
+    low, high = raw["low"], raw["high"]
+    _require(all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)),
+             f"{where}: low and high must be numbers")
+    _require(low <= high, f"{where}: empty range (low {low} > high {high})")
+    _require(not raw.get("log") or low > 0, f"{where}: a log range needs low > 0, got {low}")
+    return ParamSpec(name, low=float(low), high=float(high), log=bool(raw.get("log", False)), step=raw.get("step"))
+
+
+def _check_value(name: str, value: Any, where: str) -> None:
+    """Refuse values the configs would refuse later: β <= 0, latent size < 1, etc."""
+    if name == "beta":
+        _require(isinstance(value, (int, float)) and value > 0 and math.isfinite(value), f"{where}: beta must be > 0, got {value}")
+    if name in ("latent_dim", "width", "hidden_dim", "batch_size"):
+        _require(isinstance(value, int) and value >= 1, f"{where}: {name} must be an integer >= 1, got {value}")
+    if name == "learning_rate":
+        _require(isinstance(value, (int, float)) and value > 0, f"{where}: learning_rate must be > 0, got {value}")
+
+
+def parse_spec(raw: Any, *, base_dir: str | os.PathLike | None = None) -> SweepSpec:
+    """Validate a spec mapping (as loaded from YAML) into a :class:`SweepSpec`.
+
+    Args:
+        raw: the mapping.
+        base_dir: relative dataset paths are resolved against it (the spec file's folder).
+
+    Raises:
+        ConfigError: naming the offending key.
+    """
+    _require(isinstance(raw, dict), "spec: expected a mapping at the top level")
+    _unknown(raw, _TOP_KEYS, "spec")
+    for key in ("study", "dataset", "search_space"):
+        _require(key in raw, f"spec: missing required key {key!r}")
+    _require(isinstance(raw["study"], str) and raw["study"].strip(), "study: expected a non-empty name")
+
+    dataset = raw["dataset"]
+    dataset = {"name": dataset} if isinstance(dataset, str) else dict(dataset or {})
+    _require(dataset.get("name") in DATASETS, f"dataset.name: unknown dataset {dataset.get('name')!r}; expected one of {', '.join(DATASETS)}")
+    _unknown(dataset, {"name", "path", "subsample"}, "dataset")
+    if dataset.get("path") is not None:
+        path = Path(os.path.expanduser(str(dataset["path"])))
+        if not path.is_absolute() and base_dir is not None:
+            path = Path(base_dir) / path
+        dataset["path"] = str(path)
+
+    space = raw["search_space"]
+    _require(isinstance(space, dict) and space, "search_space: expected a non-empty mapping of parameters")
+    params = tuple(_param(name, value) for name, value in space.items())
+    fixed = dict(raw.get("fixed") or {})
+    for name in fixed:
+        _require(name in CONFIG_FIELDS, f"fixed.{name}: unknown config field {name!r}; fields: {', '.join(CONFIG_FIELDS)}")
+        _require(name not in space, f"fixed.{name}: also in search_space; give it in one place")
+    for p in params:
+        for value in p.values():
+            _check_value(p.name, int(value) if CONFIG_FIELDS[p.name] is int and p.choices is None else value, f"search_space.{p.name}")
+    for name, value in fixed.items():
+        _check_value(name, value, f"fixed.{name}")
+
+    train_samples = raw.get("train_samples", 24_000)
+    _require(isinstance(train_samples, int) and train_samples >= 1, f"train_samples: expected an integer >= 1, got {train_samples!r}")
+
+    seed = raw.get("seed", {"policy": "fixed", "value": 0})
+    seed = {"policy": "fixed", "value": seed} if isinstance(seed, int) else seed
+    _require(isinstance(seed, dict), "seed: expected an integer or {policy, value}")
+    _unknown(seed, {"policy", "value"}, "seed")
+    _require(seed.get("policy", "fixed") in SEED_POLICIES, f"seed.policy: expected one of {', '.join(SEED_POLICIES)}")
+
+    metric = dict(raw.get("metric") or {})
+    _unknown(metric, {"seed", "full", "intermediate"}, "metric")
+    metric_seed = int(metric.get("seed", 0))
+    full = _metric_config(metric.get("full", {}), "metric.full", metric_seed)
+    intermediate, at = None, ()
+    if metric.get("intermediate"):
+        intermediate = _metric_config(metric["intermediate"], "metric.intermediate", metric_seed)
+        at = tuple(float(a) for a in metric["intermediate"].get("at", [0.5]))
+        _require(all(0 < a < 1 for a in at), "metric.intermediate.at: fractions of the budget must be in (0, 1)")
+
+    sampler = raw.get("sampler", {"name": "tpe", "seed": 0})
+    sampler = {"name": sampler} if isinstance(sampler, str) else dict(sampler)
+    _require(sampler.get("name") in SAMPLERS, f"sampler.name: expected one of {', '.join(SAMPLERS)}, got {sampler.get('name')!r}")
+    pruner = raw.get("pruner", {"name": "median"})
+    pruner = {"name": pruner} if isinstance(pruner, str) else dict(pruner or {"name": "none"})
+    _require(pruner.get("name") in PRUNERS, f"pruner.name: expected one of {', '.join(PRUNERS)}, got {pruner.get('name')!r}")
+
+    second = raw.get("second_objective")
+    _require(second in (None, *OBJECTIVES), f"second_objective: expected one of {', '.join(OBJECTIVES)} or nothing, got {second!r}")
+    _require(not (second and pruner["name"] != "none"), "pruner.name: Optuna prunes single-objective studies only; use none with second_objective")
+    n_trials, timeout = raw.get("n_trials"), raw.get("timeout")
+    _require(n_trials is None or (isinstance(n_trials, int) and n_trials >= 1), f"n_trials: expected an integer >= 1, got {n_trials!r}")
+    _require(timeout is None or (isinstance(timeout, (int, float)) and timeout > 0), f"timeout: expected seconds > 0, got {timeout!r}")
+
+    # Build the configs once with the range ends, so that anything they refuse is refused now.
+    probe = {p.name: p.values()[0] for p in params} | fixed
+    try:
+        ModelConfig(**{k: v for k, v in probe.items() if k in ModelConfig.__dataclass_fields__})
+        TrainConfig(train_samples=train_samples, **{k: v for k, v in probe.items() if k in TrainConfig.__dataclass_fields__})
+    except (TypeError, ConfigError) as error:
+        raise ConfigError(f"spec: {error}") from None
+
+    normalised = {**raw, "dataset": dataset}
+    return SweepSpec(
+        study=raw["study"].strip(), dataset=dataset, search_space=params, fixed=fixed, train_samples=train_samples,
+        seed_policy=seed.get("policy", "fixed"), seed=int(seed.get("value", 0)), metric=full, intermediate=intermediate,
+        intermediate_at=at, sampler=sampler, pruner=pruner, n_trials=n_trials, timeout=timeout,
+        second_objective=second, raw=normalised,
+    )
+
+
+def load_spec(path: str | os.PathLike | None) -> SweepSpec:
+    """Read and validate a YAML spec; ``None`` gives :data:`DEFAULT_SPEC`.
+
+    Raises:
+        ConfigError: the file is missing, is not YAML, or fails validation.
+    """
+    if path is None:
+        return parse_spec(DEFAULT_SPEC)
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"sweep spec not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+    return parse_spec(raw, base_dir=path.parent)
