@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -46,3 +47,57 @@ def test_data_stats_bad_root_is_one_line_exit_2(tmp_path):
     proc = run("data", "stats", "--root", str(tmp_path / "missing"), check=False)
     assert proc.returncode == 2 and proc.stderr.startswith("betasweep: error: CelebA root not found")
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.fixture(scope="module")
+def small_root(tmp_path_factory) -> Path:
+    """48 train and 24 val rows of the real sample; images symlinked, never copied."""
+    _need(SAMPLE)
+    root = tmp_path_factory.mktemp("celeba-cli")
+    lines = (SAMPLE / "list_attr_celeba.txt").read_text().splitlines()
+    partition = dict(line.split() for line in (SAMPLE / "list_eval_partition.txt").read_text().splitlines())
+    rows = [line for line in lines[2:] if partition[line.split()[0]] == "0"][:48]
+    rows += [line for line in lines[2:] if partition[line.split()[0]] == "1"][:24]
+    (root / "list_attr_celeba.txt").write_text("\n".join([str(len(rows)), lines[1], *rows]) + "\n")
+    names = [row.split()[0] for row in rows]
+    (root / "list_eval_partition.txt").write_text("\n".join(f"{n} {partition[n]}" for n in names) + "\n")
+    (root / "img_align_celeba").mkdir()
+    for name in names:
+        (root / "img_align_celeba" / name).symlink_to(SAMPLE / "img_align_celeba" / name)
+    return root
+
+
+def test_classifier_train_then_evaluate(small_root, tmp_path):
+    cache = str(tmp_path / "cache")
+    out = tmp_path / "clf"
+    proc = run("classifier", "train", "--root", str(small_root), "--arch", "resnet18", "--image-size", "32",
+               "--epochs", "1", "--batch-size", "16", "--from-scratch", "--threads", "1", "--cache-dir", cache,
+               "--out", str(out), "--no-progress")
+    assert "mean accuracy" in proc.stdout and "epoch 1:" in proc.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["best_epoch"] == 1 and len(metrics["val"]["attributes"]) == 40
+    assert 0 <= metrics["val"]["mean_accuracy"] <= 1 and metrics["val"]["num_images"] == 24
+
+    # evaluate rebuilds the model from the checkpoint alone and finds the data from it.
+    table = run("classifier", "evaluate", str(out / "classifier.pt"), "--cache-dir", cache).stdout.splitlines()
+    assert table[0].split() == ["attribute", "accuracy", "balanced", "f1", "baseline", "positive"]
+    assert len(table) == 1 + 40 + 2
+    val = metrics["val"]
+    assert table[-1] == (f"mean accuracy {val['mean_accuracy']:.4f} vs majority baseline "
+                         f"{val['baseline_mean_accuracy']:.4f} on 24 images")
+
+
+def test_classifier_without_local_imagenet_weights_says_where_to_put_them(small_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    proc = run("classifier", "train", "--root", str(small_root), "--arch", "resnet18", "--image-size", "32",
+               "--out", str(tmp_path / "clf"), check=False)
+    expected = tmp_path / "torch" / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert str(expected) in proc.stderr and "--from-scratch" in proc.stderr
+
+
+def test_classifier_evaluate_rejects_a_foreign_file(tmp_path):
+    path = tmp_path / "x.pt"
+    path.write_bytes(b"garbage")
+    proc = run("classifier", "evaluate", str(path), check=False)
+    assert proc.returncode == 2 and "not a readable checkpoint" in proc.stderr
