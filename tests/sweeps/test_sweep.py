@@ -149,3 +149,18 @@ def test_an_unreachable_tracking_server_fails_fast(dsprites_path, tmp_path):
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(tiny_spec(dsprites_path)))
     proc = betasweep("sweep", "s.yaml", "--tracking-uri", "http://127.0.0.1:9", cwd=tmp_path, check=False)
     assert proc.returncode == 2 and "not reachable" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_reseed_ranks_the_top_configuration_by_mean_over_seeds(swept):
+    directory, study, _, tracking_uri, storage = swept
+    proc = betasweep("report", "--study", "tiny", "--storage", storage, "--tracking-uri", tracking_uri, "--no-register",
+                     "--reseed", "1", "--reseed-top", "1", "--out", str(directory / "reseed.html"), cwd=directory)
+    assert "retrained with more seeds" in proc.stdout
+    best = study.best_trial
+    line = next(row for row in proc.stdout.splitlines() if row.strip().startswith(str(best.number)) and "0 1" in row)
+    assert "mean_score" in proc.stdout and line
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name("tiny")
+    reseeded = client.search_runs([experiment.experiment_id], filter_string="tags.`betasweep.reseed` = '1'")
+    assert len(reseeded) == 1 and reseeded[0].data.tags["betasweep.trial"] == str(best.number)
+    assert reseeded[0].data.tags["mlflow.parentRunId"] == study.user_attrs["mlflow_parent_run_id"]

@@ -117,10 +117,11 @@ def worker(study_name, storage, tracking_uri, n_trials, timeout, progress):
 @click.option("--top", type=click.IntRange(min=1), default=10, show_default=True, help="Rows of the top-trials table.")
 @click.option("--reseed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Retrain the top configurations with N more seeds and rank them by mean score.")
-@click.option("--reseed-top", type=click.IntRange(min=1), default=3, show_default=True, help="How many configurations --reseed retrains.")
+@click.option("--reseed-top", "reseed_configs", type=click.IntRange(min=1), default=3, show_default=True,
+              help="How many configurations --reseed retrains.")
 @click.option("--register/--no-register", default=True, show_default=True,
               help="Register the best trial's model in the MLflow Model Registry under the alias 'best'.")
-def report(study_name, storage, tracking_uri, out_path, top, reseed, reseed_top, register):
+def report(study_name, storage, tracking_uri, out_path, top, reseed, reseed_configs, register):
     """Print the best and top trials, write the HTML report, log it to the study's run, register the best model."""
     from betasweep.sweeps.report import best_trial, reseed_top, trials_frame, write_report
     from betasweep.sweeps.study import load_study, make_storage
@@ -143,7 +144,7 @@ def report(study_name, storage, tracking_uri, out_path, top, reseed, reseed_top,
                 run.log_artifact(path, "checkpoint" if name == "checkpoint" else "figures")
             run.end("FINISHED")
 
-        reseeded = reseed_top(the_study, spec, reseed, top=reseed_top, log_run=log_run, echo=_echo)
+        reseeded = reseed_top(the_study, spec, reseed, top=reseed_configs, log_run=log_run, echo=_echo)
 
     best = best_trial(the_study)
     frame = trials_frame(the_study, spec)
