@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import queue
 import statistics
 import sys
 import tempfile
@@ -86,7 +87,16 @@ def storage_latency(url: str, n_workers: int, n_trials: int) -> dict:
                  for _ in range(n_workers)]
     for process in processes:
         process.start()
-    outcomes = [results.get(timeout=600) for _ in processes]
+    outcomes = []
+    while len(outcomes) < n_workers:
+        try:
+            outcomes.append(results.get(timeout=1.0))
+        except queue.Empty:
+            failed = [p.exitcode for p in processes if p.exitcode not in (None, 0)]
+            if failed:
+                for process in processes:
+                    process.kill()
+                raise RuntimeError(f"storage_latency: worker process(es) exited with {failed}") from None
     for process in processes:
         process.join()
     latencies = sorted(x for outcome in outcomes for x in outcome["latencies"])
