@@ -74,11 +74,18 @@ def test_auc_finds_the_attribute_a_dimension_copies(labels):
     assert str(rows[0]) == "dim 0 -> Male (AUC 1.00, direction +)"  # no traversal measured: no Δp
 
 
-def test_constant_attribute_has_no_auc(labels):
+def test_constant_or_rare_attribute_has_no_auc(labels):
     attributes = labels.attributes[:200].copy()
     attributes[:, 3] = False
-    auc, _ = attribute_auc(np.random.default_rng(0).normal(size=(200, 2)), attributes)
+    attributes[:, 4] = False
+    attributes[:5, 4] = True  # 5 positives
+    mu = np.random.default_rng(0).normal(size=(200, 2))
+    auc, _ = attribute_auc(mu, attributes)
     assert np.isnan(auc[:, 3]).all() and np.isfinite(auc[:, 4]).all()
+    auc, _ = attribute_auc(mu, attributes, min_count=20)
+    assert np.isnan(auc[:, 4]).all()
+    enough = (attributes.sum(0) >= 20) & ((~attributes).sum(0) >= 20)
+    assert (np.isfinite(auc[0]) == enough).all()
 
 
 def test_traversal_effect_is_zero_for_a_dimension_the_decoder_ignores(vae_and_classifier):
@@ -108,7 +115,7 @@ def test_measure_table_csv_and_heatmap(labels, vae_and_classifier, tmp_path):
     attributes = labels.attributes[:60]
     result = measure_dimension_names(vae, images, attributes, probability_function(classifier),
                                      labels.attribute_names, rng, num_traversal_images=4,
-                                     kl_per_dim=[0.1, 2.0, 0.5, 1.0])
+                                     kl_per_dim=[0.1, 2.0, 0.5, 1.0], min_count=5)
     rows = result["rows"]
     assert [row.dim for row in rows] == [1, 3, 2, 0]  # sorted by KL, largest first
     for row in rows:

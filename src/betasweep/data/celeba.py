@@ -192,9 +192,10 @@ def _raise_bad_row(path: Path, number: int, line: str, names: tuple[str, ...]) -
 
 
 def _check_unique(path: Path, filenames: list[str], first_line: int) -> None:
-    seen: dict[str, int] = {}
+    """Raise DataError naming the line of the first file name listed twice."""
     if len(set(filenames)) == len(filenames):
         return
+    seen: dict[str, int] = {}
     for number, name in enumerate(filenames, start=first_line):
         if name in seen:
             raise DataError(f"{path}, line {number}: {name} is listed twice (first on line {seen[name]})")

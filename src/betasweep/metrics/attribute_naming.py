@@ -72,24 +72,29 @@ class DimensionName:
                 f"direction {'+' if self.direction > 0 else '-'}{delta}{kl})")
 
 
-def attribute_auc(mu: np.ndarray, attributes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def attribute_auc(mu: np.ndarray, attributes: np.ndarray, *, min_count: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """ROC AUC of each latent mean for each attribute, folded to [0.5, 1] with its direction.
 
     Args:
         mu: float ``(n, d)`` encoder means of held-out images.
         attributes: bool ``(n, A)`` the same images' attributes.
+        min_count: attributes with fewer positive or negative images than this get no AUC. With
+            a handful of positives (Bald has 8 of the sample's 780 val images) a noise dimension
+            reaches AUC 0.7–0.8 by chance and would win the naming; 20 is a sensible floor.
 
     Returns:
         ``(auc, direction)``: float64 ``(d, A)`` ``max(AUC, 1 − AUC)`` (nan where attribute ``a``
-        is constant over the images, as AUC is undefined), and int8 ``(d, A)`` +1/−1 (+1 when
-        AUC >= 0.5, i.e. larger ``mu_j`` goes with the attribute).
+        has fewer than ``min_count`` positives or negatives, or is constant, as AUC is then
+        undefined), and int8 ``(d, A)`` +1/−1 (+1 when AUC >= 0.5, i.e. larger ``mu_j`` goes with
+        the attribute).
     """
     mu, attributes = np.asarray(mu, dtype=np.float64), np.asarray(attributes, dtype=bool)
     if len(mu) != len(attributes):
         raise ValueError(f"mu has {len(mu)} rows but attributes has {len(attributes)}")
     raw = np.full((mu.shape[1], attributes.shape[1]), np.nan)
     for a in range(attributes.shape[1]):
-        if attributes[:, a].all() or not attributes[:, a].any():
+        positives = int(attributes[:, a].sum())
+        if min(positives, len(attributes) - positives) < max(min_count, 1):
             continue
         for j in range(mu.shape[1]):
             raw[j, a] = roc_auc_score(attributes[:, a], mu[:, j])
@@ -187,6 +192,7 @@ def measure_dimension_names(
     num_traversal_images: int = 32,
     limit: float = 3.0,
     kl_per_dim: list[float] | np.ndarray | None = None,
+    min_count: int = 20,
     batch_size: int = 256,
 ) -> dict:
     """Both measurements and the naming table for a β-VAE on held-out images.
@@ -201,6 +207,8 @@ def measure_dimension_names(
         num_traversal_images: base codes per traversal.
         limit: traversal end (prior standard deviations).
         kl_per_dim: KL per dimension (nats), to sort the table by.
+        min_count: fewest positive and negative images an attribute needs to be scored
+            (see :func:`attribute_auc`).
         batch_size: images per encoder/decoder call.
 
     Returns:
@@ -218,7 +226,7 @@ def measure_dimension_names(
             ])
     finally:
         model.train(was_training)
-    auc, direction = attribute_auc(mu, attributes)
+    auc, direction = attribute_auc(mu, attributes, min_count=min_count)
     delta_p = None
     if classifier is not None:
         base = mu[rng.choice(len(mu), size=min(num_traversal_images, len(mu)), replace=False)]
