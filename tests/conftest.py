@@ -7,6 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# Real PostgreSQL and MLflow-server fixtures (tests/servers.py): postgres_server, postgres_url, mlflow_server.
+pytest_plugins = ["servers"]
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 DSPRITES_PATH = SHARED_DATA / "dsprites" / "dsprites_downsampled.npz"

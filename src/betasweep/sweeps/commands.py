@@ -46,7 +46,8 @@ def study():
 @click.argument("spec_path", metavar="SPEC", type=click.Path(path_type=Path))
 @_storage_option(None)
 @click.option("--tracking-uri", default=None, help=TRACKING_HELP + " [default: sqlite:///mlflow.db]")
-def study_create(spec_path, storage, tracking_uri):
+@click.option("--exist-ok", is_flag=True, help="Succeed if the study already exists with the same spec (re-runs of a stack).")
+def study_create(spec_path, storage, tracking_uri, exist_ok):
     """Create the study of SPEC once (workers then join it with `betasweep worker`)."""
     from betasweep.sweeps.spec import load_spec
     from betasweep.sweeps.study import DEFAULT_STORAGE, create_study, make_storage
@@ -56,7 +57,7 @@ def study_create(spec_path, storage, tracking_uri):
     storage_url = storage or DEFAULT_STORAGE
     tracking_uri = tracking_uri or DEFAULT_TRACKING_URI
     tracker = Tracker(tracking_uri, spec.study)
-    created = create_study(spec, make_storage(storage_url, tracking_uri=tracking_uri), tracker)
+    created = create_study(spec, make_storage(storage_url, tracking_uri=tracking_uri), tracker, load_if_exists=exist_ok)
     click.echo(json.dumps({"study": created.study_name, "storage": storage_url, "tracking_uri": tracking_uri,
                            "mlflow_parent_run_id": created.user_attrs["mlflow_parent_run_id"]}))
 
@@ -75,15 +76,19 @@ def sweep(spec_path, n_trials, timeout, storage, tracking_uri, progress):
     local MLflow store), about 10 minutes on 2 CPU cores.
     """
     from betasweep.sweeps.spec import load_spec
-    from betasweep.sweeps.study import create_study, make_storage, run_trials
+    from betasweep.sweeps.study import create_study, make_storage, run_trials, warn_if_shared_sqlite
     from betasweep.tracking import Tracker
 
     spec = load_spec(spec_path)
     tracker = Tracker(tracking_uri, spec.study)
     the_study = create_study(spec, make_storage(storage, tracking_uri=tracking_uri), tracker, load_if_exists=True)
+    warn_if_shared_sqlite(storage, the_study, worker=False, echo=_echo)
     _echo(f"study {spec.study!r}: {len(the_study.trials)} trial(s) so far; storage {storage}, tracking {tracking_uri}")
     run_trials(the_study, spec, tracker, n_trials=n_trials or spec.n_trials, timeout=timeout or spec.timeout,
                progress=progress, echo=_echo)
+    if not any(t.state.name == "COMPLETE" for t in the_study.get_trials(deepcopy=False)):
+        _echo(f"study {spec.study!r} has no complete trial yet")
+        return
     click.echo(json.dumps(_summary(the_study, spec), indent=2))
     _echo(f"next: betasweep report --study {spec.study} --storage {storage} --tracking-uri {tracking_uri}")
 
@@ -95,17 +100,47 @@ def sweep(spec_path, n_trials, timeout, storage, tracking_uri, progress):
 @click.option("--n-trials", type=click.IntRange(min=1), default=None, help="Trials this worker runs [default: until stopped or the timeout].")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None)
 @click.option("--progress/--no-progress", default=False, show_default=True)
-def worker(study_name, storage, tracking_uri, n_trials, timeout, progress):
-    """Join an existing study and run its trials (start any number, on any machines)."""
-    from betasweep.sweeps.study import load_study, make_storage, run_trials, worker_seed_offset
-    from betasweep.tracking import Tracker
+@click.option("--heartbeat-interval", type=click.IntRange(min=1), default=60, show_default=True,
+              help="Seconds between this worker's heartbeats to the study.")
+@click.option("--grace-period", type=click.IntRange(min=2), default=180, show_default=True,
+              help="Seconds without a heartbeat after which a trial counts as dead and is retried.")
+def worker(study_name, storage, tracking_uri, n_trials, timeout, progress, heartbeat_interval, grace_period):
+    """Join an existing study and run its trials (start any number, on any machines).
+
+    SIGTERM or Ctrl-C stops the worker gracefully: the current trial is marked failed and queued
+    again, its MLflow run is closed, and the worker exits 0. A worker killed outright (SIGKILL, a
+    lost machine) stops sending heartbeats; after the grace period another worker fails its trial,
+    ends its run KILLED and retries it.
+    """
+    import signal
+
+    from betasweep.sweeps.study import WorkerStopped
 
     if storage is None:
         raise click.UsageError("--storage is required: the URL of the study's database")
-    the_study, spec = load_study(study_name, make_storage(storage, tracking_uri=tracking_uri), seed_offset=worker_seed_offset())
+
+    def on_sigterm(signum, frame):
+        raise WorkerStopped(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_sigterm)  # run_trials installs its own while trials run
+    try:
+        _run_worker(study_name, storage, tracking_uri, n_trials, timeout, progress, heartbeat_interval, grace_period)
+    except KeyboardInterrupt:  # stopped before or between trials: nothing to clean up
+        _echo("worker stopped")
+
+
+def _run_worker(study_name, storage, tracking_uri, n_trials, timeout, progress, heartbeat_interval, grace_period):
+    from betasweep.sweeps.study import load_study, make_storage, run_trials, warn_if_shared_sqlite, worker_seed_offset
+    from betasweep.tracking import Tracker
+
+    the_storage = make_storage(storage, tracking_uri=tracking_uri, heartbeat_interval=heartbeat_interval,
+                               grace_period=grace_period)
+    the_study, spec = load_study(study_name, the_storage, seed_offset=worker_seed_offset())
+    warn_if_shared_sqlite(storage, the_study, worker=True, echo=_echo)
     tracking_uri = tracking_uri or the_study.user_attrs.get("mlflow_tracking_uri", "sqlite:///mlflow.db")
     tracker = Tracker(tracking_uri, spec.study)
-    run_trials(the_study, spec, tracker, n_trials=n_trials, timeout=timeout, progress=progress, echo=_echo)
+    finished = run_trials(the_study, spec, tracker, n_trials=n_trials, timeout=timeout, progress=progress, echo=_echo)
+    _echo(f"worker {'done' if finished else 'stopped'}")
 
 
 @click.command()

@@ -102,12 +102,14 @@ class Objective:
         self.parent_run_id = parent_run_id
         self.progress = progress
         self.echo = echo or (lambda message: None)
+        self.current_trial: int | None = None  # number of the trial being run, for a graceful stop
 
     def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
         return {p.name: p.suggest(trial) for p in self.spec.search_space}
 
     def __call__(self, trial: optuna.Trial):
         spec = self.spec
+        self.current_trial = trial.number
         params = self.suggest(trial)
         seed = spec.seed_for(trial.number)
         run = self.tracker.start_trial_run(self.parent_run_id, trial.number)
@@ -133,8 +135,10 @@ class Objective:
             run.end("FAILED")
             self.echo(f"trial {trial.number}: failed: {error}")
             raise
-        except BaseException as error:
-            run.set_tags({"optuna.state": "FAIL", "fail_reason": f"{type(error).__name__}: {error}"[:500]})
+        except BaseException as error:  # a crash (FAILED), or SIGTERM / Ctrl-C (KILLED)
+            reason = f"{type(error).__name__}: {error}"[:500] if isinstance(error, Exception) else f"worker stopped ({error or 'Ctrl-C'})"
+            trial.set_user_attr("fail_reason", reason)
+            run.set_tags({"optuna.state": "FAIL", "fail_reason": reason})
             run.end("FAILED" if isinstance(error, Exception) else "KILLED")
             raise
         for key in USER_ATTRS:

@@ -3,18 +3,20 @@
 The spec is stored in the study's user attributes (``spec``), so a worker needs only the study's
 name and storage URL. Storage is Optuna's RDB storage (SQLite by default, PostgreSQL for many
 workers) with heartbeats: a trial whose worker died is failed after ``grace_period`` seconds and
-re-queued by :class:`optuna.storages.RetryFailedTrialCallback`, and its MLflow run is ended KILLED.
+re-queued by :class:`optuna.storages.RetryHeartbeatStaleTrialCallback`, and its MLflow run is ended KILLED.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 import warnings
 from typing import Callable
 
 import optuna
-from optuna.storages import RDBStorage, RetryFailedTrialCallback
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
 from betasweep.errors import ConfigError, DivergenceError
 from betasweep.sweeps.objective import Objective
@@ -29,6 +31,8 @@ __all__ = [
     "create_study",
     "load_study",
     "run_trials",
+    "warn_if_shared_sqlite",
+    "WorkerStopped",
 ]
 
 DEFAULT_STORAGE = "sqlite:///betasweep.db"
@@ -64,13 +68,14 @@ def make_pruner(spec: SweepSpec) -> optuna.pruners.BasePruner:
 
 def _end_stale_run(tracking_uri: str | None) -> Callable[[optuna.Study, optuna.trial.FrozenTrial], None]:
     """Called when a dead worker's trial is failed: end its MLflow run KILLED, then re-queue the trial."""
-    retry = RetryFailedTrialCallback(max_retry=MAX_RETRY)
+    retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
 
     def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         run_id = trial.user_attrs.get("mlflow_run_id")
-        if run_id and tracking_uri:
+        uri = tracking_uri or study.user_attrs.get("mlflow_tracking_uri")
+        if run_id and uri:
             try:
-                tracker = Tracker(tracking_uri, study.study_name)
+                tracker = Tracker(uri, study.study_name)
                 tracker.end_run_if_running(run_id, "KILLED")
                 tracker.client.set_tag(run_id, "optuna.state", "FAIL")
                 tracker.client.set_tag(run_id, "fail_reason", "worker stopped sending heartbeats")
@@ -106,7 +111,7 @@ def make_storage(
             engine_kwargs=engine_kwargs,
             heartbeat_interval=heartbeat_interval,
             grace_period=grace_period,
-            failed_trial_callback=_end_stale_run(tracking_uri),
+            heartbeat_stale_trial_callback=_end_stale_run(tracking_uri),
         )
     except Exception as error:  # sqlalchemy.exc.ArgumentError, OperationalError, ModuleNotFoundError, ...
         raise ConfigError(f"--storage {url!r}: cannot open ({type(error).__name__}: {str(error).splitlines()[0]})") from None
@@ -163,6 +168,10 @@ def load_study(name: str, storage: RDBStorage, *, seed_offset: int = 0) -> tuple
     return study, spec
 
 
+class WorkerStopped(KeyboardInterrupt):
+    """Raised in the main thread by SIGTERM (Ctrl-C raises KeyboardInterrupt): stop after closing the trial."""
+
+
 def run_trials(
     study: optuna.Study,
     spec: SweepSpec,
@@ -172,17 +181,63 @@ def run_trials(
     timeout: float | None = None,
     progress: bool = True,
     echo: Callable[[str], None] | None = None,
-) -> None:
+) -> bool:
     """Run trials of ``study`` in this process until ``n_trials`` more have run or ``timeout`` seconds pass.
 
-    Diverging trials end FAIL and the loop goes on; any other exception stops it.
+    Diverging trials end FAIL and the loop goes on; any other exception stops it. SIGTERM and
+    Ctrl-C stop it gracefully: the current trial ends FAIL (``fail_reason`` says why), its MLflow
+    run ends KILLED, and its params are queued again so another worker (or the next run) redoes it.
+
+    Returns:
+        True if the loop ended by itself, False if it was stopped by a signal.
     """
+    echo = echo or (lambda message: None)
     parent = study.user_attrs.get("mlflow_parent_run_id") or tracker.find_parent_run()
     if parent is None:
         raise ConfigError(f"study {study.study_name!r} has no MLflow parent run; create it with `betasweep study create`")
     objective = Objective(spec, tracker, parent, progress=progress, echo=echo)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study.optimize(objective, n_trials=n_trials, timeout=timeout, catch=(DivergenceError,))
+
+    def on_sigterm(signum, frame):
+        raise WorkerStopped(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm) if threading.current_thread() is threading.main_thread() else None
+    try:
+        study.optimize(objective, n_trials=n_trials, timeout=timeout, catch=(DivergenceError,))
+    except KeyboardInterrupt as stop:
+        _requeue_interrupted(study, objective.current_trial, echo=echo)
+        return False
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    return True
+
+
+def _requeue_interrupted(study: optuna.Study, number: int | None, *, echo: Callable[[str], None]) -> None:
+    """Queue the interrupted trial's params again (Optuna marked it FAIL; the objective recorded why)."""
+    if number is None:
+        return
+    trial = study.trials[number]
+    if trial.state != optuna.trial.TrialState.FAIL:
+        return
+    study.enqueue_trial(trial.params, user_attrs={"retried_from": number})
+    echo(f"trial {number}: {trial.user_attrs.get('fail_reason', 'stopped')}; marked failed and queued again")
+
+
+def warn_if_shared_sqlite(storage_url: str, study: optuna.Study | None, *, worker: bool, echo: Callable[[str], None]) -> bool:
+    """Warn when a SQLite study is (or is about to be) shared by several processes.
+
+    SQLite locks the whole file on each write; several workers on it see "database is locked"
+    errors and lost heartbeats. Returns whether it warned.
+    """
+    if not storage_url.startswith("sqlite"):
+        return False
+    running = study is not None and any(t.state == optuna.trial.TrialState.RUNNING for t in study.get_trials(deepcopy=False))
+    if worker or running:
+        echo("warning: SQLite storage is for one process; for several workers use PostgreSQL "
+             "(--storage postgresql+psycopg://USER:PASSWORD@HOST:5432/DB)")
+        return True
+    return False
 
 
 def worker_seed_offset() -> int:
