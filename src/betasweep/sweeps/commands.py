@@ -93,54 +93,106 @@ def sweep(spec_path, n_trials, timeout, storage, tracking_uri, progress):
     _echo(f"next: betasweep report --study {spec.study} --storage {storage} --tracking-uri {tracking_uri}")
 
 
+# MLflow's client retries a failing request 7 times with exponential backoff and waits 120 s per
+# request: a worker whose tracking server is gone would hang for many minutes. Workers use these
+# unless the variables are set.
+WORKER_MLFLOW_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+
+
 @click.command()
 @click.option("--study", "study_name", required=True, help="Name of an existing study.")
 @_storage_option(None)
 @click.option("--tracking-uri", default=None, help=TRACKING_HELP + " [default: the one the study was created with]")
-@click.option("--n-trials", type=click.IntRange(min=1), default=None, help="Trials this worker runs [default: until stopped or the timeout].")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None)
+@click.option("--max-complete-trials", type=click.IntRange(min=0), default=None,
+              help="Study-wide target shared by all workers: start no trial once the study's complete plus running "
+                   "trials reach it, and stop when it has this many complete trials (0: no target) "
+                   "[default: the spec's n_trials].")
+@click.option("--n-trials", type=click.IntRange(min=1), default=None,
+              help="Trials this worker runs at most [default: no limit of its own].")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Seconds after which this worker starts no more trials.")
 @click.option("--progress/--no-progress", default=False, show_default=True)
 @click.option("--heartbeat-interval", type=click.IntRange(min=1), default=60, show_default=True,
               help="Seconds between this worker's heartbeats to the study.")
 @click.option("--grace-period", type=click.IntRange(min=2), default=180, show_default=True,
               help="Seconds without a heartbeat after which a trial counts as dead and is retried.")
-def worker(study_name, storage, tracking_uri, n_trials, timeout, progress, heartbeat_interval, grace_period):
+def worker(study_name, storage, tracking_uri, max_complete_trials, n_trials, timeout, progress, heartbeat_interval,
+           grace_period):
     """Join an existing study and run its trials (start any number, on any machines).
+
+    Workers stop when the study has its target of complete trials (--max-complete-trials, by
+    default the spec's n_trials), which they reach together: exactly that many, as a worker starts
+    a trial only while the complete and running trials fall short of it.
 
     SIGTERM or Ctrl-C stops the worker gracefully: the current trial is marked failed and queued
     again, its MLflow run is closed, and the worker exits 0. A worker killed outright (SIGKILL, a
     lost machine) stops sending heartbeats; after the grace period another worker fails its trial,
-    ends its run KILLED and retries it.
+    ends its run KILLED and retries it. If the study's database or the tracking server goes away,
+    the worker exits 2 with a one-line message (its trial is retried after the grace period).
+
+    MLflow requests give up after MLFLOW_HTTP_REQUEST_MAX_RETRIES=3 retries and
+    MLFLOW_HTTP_REQUEST_TIMEOUT=30 s each, unless those variables are set.
     """
+    import os
     import signal
 
     from betasweep.sweeps.study import WorkerStopped
 
     if storage is None:
         raise click.UsageError("--storage is required: the URL of the study's database")
+    for name, value in WORKER_MLFLOW_ENV.items():
+        os.environ.setdefault(name, value)
 
     def on_sigterm(signum, frame):
         raise WorkerStopped(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, on_sigterm)  # run_trials installs its own while trials run
     try:
-        _run_worker(study_name, storage, tracking_uri, n_trials, timeout, progress, heartbeat_interval, grace_period)
+        _run_worker(study_name, storage, tracking_uri, max_complete_trials, n_trials, timeout, progress,
+                    heartbeat_interval, grace_period)
     except KeyboardInterrupt:  # stopped before or between trials: nothing to clean up
         _echo("worker stopped")
 
 
-def _run_worker(study_name, storage, tracking_uri, n_trials, timeout, progress, heartbeat_interval, grace_period):
-    from betasweep.sweeps.study import load_study, make_storage, run_trials, warn_if_shared_sqlite, worker_seed_offset
-    from betasweep.tracking import Tracker
+def _run_worker(study_name, storage, tracking_uri, max_complete, n_trials, timeout, progress, heartbeat_interval,
+                grace_period):
+    """The worker's body; storage and tracking failures become one-line errors.
+
+    Raises:
+        StorageError: the study's database failed or went away.
+        TrackingError: the tracking server failed or went away.
+    """
+    from mlflow.exceptions import MlflowException
+
+    from betasweep.sweeps.study import (STORAGE_ERRORS, StorageError, load_study, make_storage, redact, run_trials,
+                                        warn_if_shared_sqlite, worker_seed_offset)
+    from betasweep.tracking import Tracker, TrackingError
 
     the_storage = make_storage(storage, tracking_uri=tracking_uri, heartbeat_interval=heartbeat_interval,
                                grace_period=grace_period)
-    the_study, spec = load_study(study_name, the_storage, seed_offset=worker_seed_offset())
-    warn_if_shared_sqlite(storage, the_study, worker=True, echo=_echo)
-    tracking_uri = tracking_uri or the_study.user_attrs.get("mlflow_tracking_uri", "sqlite:///mlflow.db")
-    tracker = Tracker(tracking_uri, spec.study)
-    finished = run_trials(the_study, spec, tracker, n_trials=n_trials, timeout=timeout, progress=progress, echo=_echo)
+    try:
+        the_study, spec = load_study(study_name, the_storage, seed_offset=worker_seed_offset())
+        warn_if_shared_sqlite(storage, the_study, worker=True, echo=_echo)
+        tracking_uri = tracking_uri or the_study.user_attrs.get("mlflow_tracking_uri", "sqlite:///mlflow.db")
+        tracker = Tracker(tracking_uri, spec.study)
+        target = spec.n_trials if max_complete is None else (max_complete or None)
+        finished = run_trials(the_study, spec, tracker, n_trials=n_trials, timeout=timeout, max_complete=target,
+                              progress=progress, echo=_echo)
+    except STORAGE_ERRORS as error:
+        raise StorageError(f"worker lost the study's database {redact(storage)} ({_cause(error)}); its running "
+                           f"trial is retried by another worker after the grace period; restart this worker "
+                           f"when the database is back") from None
+    except MlflowException as error:
+        raise TrackingError(f"worker lost the tracking server {tracking_uri} ({_cause(error)})") from None
     _echo(f"worker {'done' if finished else 'stopped'}")
+
+
+def _cause(error: BaseException) -> str:
+    """The root of an exception chain, one line."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"[:300]
 
 
 @click.command()
@@ -158,6 +210,7 @@ def _run_worker(study_name, storage, tracking_uri, n_trials, timeout, progress, 
               help="Register the best trial's model in the MLflow Model Registry under the alias 'best'.")
 def report(study_name, storage, tracking_uri, out_path, top, reseed, reseed_configs, register):
     """Print the best and top trials, write the HTML report, log it to the study's run, register the best model."""
+    from betasweep.sweeps.objective import artifact_folder
     from betasweep.sweeps.report import best_trial, reseed_top, trials_frame, write_report
     from betasweep.sweeps.study import load_study, make_storage
     from betasweep.tracking import Tracker
@@ -176,7 +229,7 @@ def report(study_name, storage, tracking_uri, out_path, top, reseed, reseed_conf
             run.log_params({**spec.fixed, **the_study.trials[trial_number].params, "seed": seed})
             run.log_metrics({**metrics, "score": metrics["eval_accuracy"]}, step=spec.train_samples)
             for name, path in files.items():
-                run.log_artifact(path, "checkpoint" if name == "checkpoint" else "figures")
+                run.log_artifact(path, artifact_folder(name))
             run.end("FINISHED")
 
         reseeded = reseed_top(the_study, spec, reseed, top=reseed_configs, log_run=log_run, echo=_echo)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import tempfile
 import time
@@ -14,7 +15,7 @@ import optuna
 from betasweep.data import load_dataset
 from betasweep.errors import DivergenceError
 from betasweep.figures import save_figures, save_kl_chart
-from betasweep.metrics import beta_vae_score, evaluate_model, representation_function
+from betasweep.metrics import disentanglement_score, evaluate_model
 from betasweep.models import ModelConfig, beta_norm
 from betasweep.sweeps.spec import SweepSpec
 from betasweep.training import TrainConfig, train
@@ -53,7 +54,8 @@ def train_and_score(
     Returns:
         ``(metrics, files)``: ``train_accuracy``, ``eval_accuracy``, ``recon_loss``, ``kl``,
         ``kl_per_dim``, ``elbo``, ``active_units``, ``beta_norm``, ``seed``, ``wall_time_s``,
-        ``train_wall_time_s``; and paths of ``checkpoint``, ``traversal``, ``reconstruction``, ``kl_chart``.
+        ``train_wall_time_s``; and paths of ``checkpoint``, ``traversal``, ``reconstruction``, ``kl_chart``
+        (and for CelebA ``naming_csv``, ``naming_html``: see :func:`name_dimensions`).
 
     Raises:
         DivergenceError: training produced a non-finite loss.
@@ -67,8 +69,10 @@ def train_and_score(
     extra = {"dataset": dataset["name"], "data_path": dataset.get("path"), "subsample": dataset.get("subsample")}
     result = train(data, model_config, train_config, checkpoint_path=checkpoint, extra=extra, callback=on_record, progress=progress)
     metrics = evaluate_model(result.model, data, spec.metric)
-    figure_rng = np.random.default_rng(np.random.SeedSequence(spec.metric.seed).spawn(3)[2])
+    figure_rng, naming_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(spec.metric.seed).spawn(4)[2:])
     files = {"checkpoint": checkpoint, **save_figures(result.model, data, figure_rng, workdir, metrics["kl_per_dim"])}
+    if dataset["name"] == "celeba":
+        files.update(name_dimensions(result.model, data, dataset.get("classifier"), naming_rng, workdir, metrics["kl_per_dim"]))
     files["kl_chart"] = save_kl_chart(metrics["kl_per_dim"], workdir / "kl_per_dim.png",
                                       title=", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()))
     metrics.update(
@@ -123,7 +127,9 @@ class Objective:
                 metrics, files = train_and_score(spec, params, seed, workdir, on_record=self._on_record(trial, run),
                                                  progress=self.progress)
                 for name, path in files.items():
-                    run.log_artifact(path, "checkpoint" if name == "checkpoint" else "figures")
+                    run.log_artifact(path, artifact_folder(name))
+            for key in USER_ATTRS:  # inside the try: a trial failed meanwhile by another worker still closes its run
+                trial.set_user_attr(key, metrics[key])
         except optuna.TrialPruned:
             run.set_tags({"optuna.state": "PRUNED"})
             run.end("KILLED")
@@ -135,14 +141,19 @@ class Objective:
             run.end("FAILED")
             self.echo(f"trial {trial.number}: failed: {error}")
             raise
-        except BaseException as error:  # a crash (FAILED), or SIGTERM / Ctrl-C (KILLED)
-            reason = f"{type(error).__name__}: {error}"[:500] if isinstance(error, Exception) else f"worker stopped ({error or 'Ctrl-C'})"
-            trial.set_user_attr("fail_reason", reason)
+        except BaseException as error:  # a crash (FAILED), SIGTERM / Ctrl-C or a lost heartbeat (KILLED)
+            stolen = isinstance(error, optuna.exceptions.UpdateFinishedTrialError)
+            if stolen:
+                reason = "failed by another worker: no heartbeat within the grace period"
+            elif isinstance(error, Exception):
+                reason = f"{type(error).__name__}: {error}"[:500]
+            else:
+                reason = f"worker stopped ({error or 'Ctrl-C'})"
+            with contextlib.suppress(Exception):  # the trial may be finished already, or its database gone
+                trial.set_user_attr("fail_reason", reason)
             run.set_tags({"optuna.state": "FAIL", "fail_reason": reason})
-            run.end("FAILED" if isinstance(error, Exception) else "KILLED")
+            run.end("FAILED" if isinstance(error, Exception) and not stolen else "KILLED")
             raise
-        for key in USER_ATTRS:
-            trial.set_user_attr(key, metrics[key])
         run.log_metrics({**metrics, "score": metrics["eval_accuracy"]}, step=spec.train_samples)
         run.set_tags({"optuna.state": "COMPLETE"})
         run.end("FINISHED")
@@ -166,10 +177,7 @@ class Objective:
                     dataset = spec.dataset
                     data_cache["data"] = load_dataset(dataset["name"], dataset.get("path"), subsample=dataset.get("subsample"))
                 cheap = spec.intermediate
-                score = beta_vae_score(
-                    data_cache["data"], representation_function(model), np.random.default_rng(cheap.seed),
-                    batch_size=cheap.batch_size, num_train=cheap.num_train, num_eval=cheap.num_eval,
-                )["eval_accuracy"]
+                score = disentanglement_score(model, data_cache["data"], cheap, np.random.default_rng(cheap.seed))["eval_accuracy"]
                 step = int(fraction * spec.train_samples)
                 run.log_metrics({"intermediate_score": score}, step=step)
                 self.echo(f"trial {trial.number}: step {record['step']}, {record['samples']} samples, intermediate score {score:.4f}")
@@ -179,6 +187,35 @@ class Objective:
                         raise optuna.TrialPruned(f"intermediate score {score:.4f} at {step} samples")
 
         return on_record
+
+
+def name_dimensions(model, data, classifier_path: str | None, rng: np.random.Generator, workdir: Path,
+                    kl_per_dim: list[float]) -> dict[str, Path]:
+    """CelebA: which latent dimension encodes which attribute, measured on the val partition.
+
+    Writes ``dimension_names.csv`` and ``dimension_names.html`` (AUC of each ``mu_j`` per attribute;
+    with an attribute ``classifier`` checkpoint also the change of its predicted probability along
+    a traversal of ``j``).
+    """
+    from betasweep.metrics import measure_dimension_names, write_naming_csv, write_naming_heatmap
+    from betasweep.models import probability_function
+    from betasweep.training import load_classifier
+
+    val = data.with_partition("val")
+    classifier = None
+    if classifier_path:
+        classifier = probability_function(load_classifier(classifier_path, next(model.parameters()).device)[0])
+    named = measure_dimension_names(model, val.images(np.arange(len(val))), val.attributes, classifier,
+                                    val.attribute_names, rng, kl_per_dim=kl_per_dim)
+    return {
+        "naming_csv": write_naming_csv(named["rows"], workdir / "dimension_names.csv"),
+        "naming_html": write_naming_heatmap(named["auc"], named["direction"], named["delta_p"], val.attribute_names,
+                                            workdir / "dimension_names.html", rows=named["rows"]),
+    }
+
+
+def artifact_folder(name: str) -> str:
+    return {"checkpoint": "checkpoint", "naming_csv": "naming", "naming_html": "naming"}.get(name, "figures")
 
 
 def _beta_norm_of(spec: SweepSpec, params: dict[str, Any]) -> float:

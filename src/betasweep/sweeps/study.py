@@ -4,21 +4,32 @@ The spec is stored in the study's user attributes (``spec``), so a worker needs 
 name and storage URL. Storage is Optuna's RDB storage (SQLite by default, PostgreSQL for many
 workers) with heartbeats: a trial whose worker died is failed after ``grace_period`` seconds and
 re-queued by :class:`optuna.storages.RetryHeartbeatStaleTrialCallback`, and its MLflow run is ended KILLED.
+
+Workers of one study can share a study-wide target (``max_complete``): a worker starts a trial only
+while the study's COMPLETE plus RUNNING trials are fewer than the target, so the study ends with
+exactly that many complete trials (on PostgreSQL the check and the trial's creation are serialised
+across workers by an advisory lock). While the target is covered by trials running elsewhere a
+worker waits, failing stale trials as it polls, so a killed worker's trial is still retried.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
 import os
 import signal
+import socket
 import threading
+import time
 import warnings
-from typing import Callable
+from typing import Callable, Iterator
 
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.trial import TrialState
 
-from betasweep.errors import ConfigError, DivergenceError
+from betasweep.errors import BetasweepError, ConfigError, DivergenceError
 from betasweep.sweeps.objective import Objective
 from betasweep.sweeps.spec import SweepSpec, parse_spec
 from betasweep.tracking import Tracker, TrackingError
@@ -33,12 +44,65 @@ __all__ = [
     "run_trials",
     "warn_if_shared_sqlite",
     "WorkerStopped",
+    "StorageError",
+    "STORAGE_ERRORS",
+    "redact",
+    "worker_id",
 ]
 
 DEFAULT_STORAGE = "sqlite:///betasweep.db"
 HEARTBEAT_INTERVAL_S = 60
 GRACE_PERIOD_S = 180
 MAX_RETRY = 3
+WAIT_POLL_S = 5.0  # longest sleep of a worker waiting for trials running elsewhere
+
+_log = logging.getLogger(__name__)
+
+
+class StorageError(BetasweepError):
+    """The study's database went away (or failed) while a worker used it."""
+
+
+def _storage_errors() -> tuple[type[BaseException], ...]:
+    import sqlalchemy.exc
+
+    return (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError)
+
+
+STORAGE_ERRORS = _storage_errors()
+"""What Optuna's RDB storage raises when its database is unreachable or fails mid-operation."""
+
+
+class _Storage(RDBStorage):
+    """:class:`RDBStorage` whose heartbeat thread survives a short database outage.
+
+    Optuna's heartbeat thread dies on the first failed write, after which the trial looks dead to
+    every other worker although it still trains. Here a failed heartbeat is logged and retried at
+    the next interval, so an outage shorter than the grace period costs nothing.
+    """
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        try:
+            super().record_heartbeat(trial_id)
+        except STORAGE_ERRORS as error:
+            _log.warning("heartbeat of trial id %d not recorded (database unreachable?): %s",
+                         trial_id, _first_line(error))
+
+
+def redact(url: str) -> str:
+    """A storage URL fit for messages and logs: the password replaced by ``***``."""
+    try:
+        import sqlalchemy.engine
+
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy parses: show only its scheme
+        return url.split(":", 1)[0] + "://..."
+
+
+def _first_line(error: BaseException) -> str:
+    cause = error.__cause__ or error
+    text = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {text[0] if text else ''}"[:300]
 
 
 def make_sampler(spec: SweepSpec, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
@@ -79,8 +143,8 @@ def _end_stale_run(tracking_uri: str | None) -> Callable[[optuna.Study, optuna.t
                 tracker.end_run_if_running(run_id, "KILLED")
                 tracker.client.set_tag(run_id, "optuna.state", "FAIL")
                 tracker.client.set_tag(run_id, "fail_reason", "worker stopped sending heartbeats")
-            except TrackingError as error:
-                logging.getLogger(__name__).warning("could not end run %s of stale trial %d: %s", run_id, trial.number, error)
+            except Exception as error:  # TrackingError, MlflowException: the retry must still be queued
+                _log.warning("could not end run %s of stale trial %d: %s", run_id, trial.number, error)
         retry(study, trial)
 
     return callback
@@ -106,7 +170,7 @@ def make_storage(
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats, retry callback
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        return RDBStorage(
+        return _Storage(
             url,
             engine_kwargs=engine_kwargs,
             heartbeat_interval=heartbeat_interval,
@@ -114,7 +178,7 @@ def make_storage(
             heartbeat_stale_trial_callback=_end_stale_run(tracking_uri),
         )
     except Exception as error:  # sqlalchemy.exc.ArgumentError, OperationalError, ModuleNotFoundError, ...
-        raise ConfigError(f"--storage {url!r}: cannot open ({type(error).__name__}: {str(error).splitlines()[0]})") from None
+        raise ConfigError(f"--storage {redact(url)}: cannot open ({_first_line(error)})") from None
 
 
 def create_study(spec: SweepSpec, storage: RDBStorage, tracker: Tracker, *, load_if_exists: bool = False) -> optuna.Study:
@@ -179,14 +243,24 @@ def run_trials(
     *,
     n_trials: int | None = None,
     timeout: float | None = None,
+    max_complete: int | None = None,
     progress: bool = True,
     echo: Callable[[str], None] | None = None,
 ) -> bool:
-    """Run trials of ``study`` in this process until ``n_trials`` more have run or ``timeout`` seconds pass.
+    """Run trials of ``study`` in this process, one at a time, until a limit is reached.
 
-    Diverging trials end FAIL and the loop goes on; any other exception stops it. SIGTERM and
-    Ctrl-C stop it gracefully: the current trial ends FAIL (``fail_reason`` says why), its MLflow
-    run ends KILLED, and its params are queued again so another worker (or the next run) redoes it.
+    Limits: ``n_trials`` trials run here, ``timeout`` seconds (no trial starts after it), and the
+    study-wide ``max_complete``: no trial starts once the study's COMPLETE plus RUNNING trials (of
+    all workers) reach it; while only trials running elsewhere cover it, this worker waits (failing
+    stale trials as it polls, so a dead worker's trial is retried) and stops when the study has
+    ``max_complete`` COMPLETE trials.
+
+    Diverging trials end FAIL and the loop goes on, as does a trial that another worker failed as
+    stale (it missed heartbeats; its retry runs elsewhere). Any other exception stops the loop;
+    storage errors propagate as Optuna or SQLAlchemy raise them (see :data:`STORAGE_ERRORS`).
+    SIGTERM and Ctrl-C stop it gracefully: the current trial ends FAIL (``fail_reason`` says why),
+    its MLflow run ends KILLED, and its params are queued again so another worker (or the next run)
+    redoes it.
 
     Returns:
         True if the loop ended by itself, False if it was stopped by a signal.
@@ -196,21 +270,138 @@ def run_trials(
     if parent is None:
         raise ConfigError(f"study {study.study_name!r} has no MLflow parent run; create it with `betasweep study create`")
     objective = Objective(spec, tracker, parent, progress=progress, echo=echo)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Optuna logs each failed trial with its traceback; the objective and the worker report failures in one line.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
 
     def on_sigterm(signum, frame):
         raise WorkerStopped(f"signal {signum}")
 
     previous = signal.signal(signal.SIGTERM, on_sigterm) if threading.current_thread() is threading.main_thread() else None
+    deadline = None if timeout is None else time.monotonic() + timeout
     try:
-        study.optimize(objective, n_trials=n_trials, timeout=timeout, catch=(DivergenceError,))
-    except KeyboardInterrupt as stop:
+        ran = 0
+        while n_trials is None or ran < n_trials:
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            with _start_gate(study, max_complete) as gate:
+                verdict = _verdict(study, max_complete)
+                if verdict == "done":
+                    echo(f"study {study.study_name!r} has {max_complete} complete trial(s): done")
+                    break
+                if verdict == "wait":
+                    gate.release()
+                    _wait(study, deadline, echo)
+                    continue
+                ran += 1
+                _run_one(study, objective, gate.release, echo)
+    except KeyboardInterrupt:
         _requeue_interrupted(study, objective.current_trial, echo=echo)
         return False
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     return True
+
+
+def _verdict(study: optuna.Study, max_complete: int | None) -> str:
+    """``"run"`` a trial now, ``"wait"`` for the trials running elsewhere, or ``"done"``."""
+    if max_complete is None:
+        return "run"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)  # a dead worker's trial no longer counts as running
+    states = [t.state for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))]
+    complete = states.count(TrialState.COMPLETE)
+    if complete >= max_complete:
+        return "done"
+    return "wait" if len(states) >= max_complete else "run"
+
+
+def _wait(study: optuna.Study, deadline: float | None, echo: Callable[[str], None]) -> None:
+    """Sleep until the next look at the study (the heartbeat interval, at most ``WAIT_POLL_S``)."""
+    storage = study._storage
+    interval = getattr(storage, "get_heartbeat_interval", lambda: None)() or WAIT_POLL_S
+    pause = min(float(interval), WAIT_POLL_S)
+    if deadline is not None:
+        pause = max(0.0, min(pause, deadline - time.monotonic()))
+    echo(f"waiting: the study's remaining trials are running in other workers (next look in {pause:.0f} s)")
+    time.sleep(pause)
+
+
+def _run_one(study: optuna.Study, objective: Objective, release: Callable[[], None], echo: Callable[[str], None]) -> None:
+    """One trial through ``study.optimize`` (heartbeat, stale-trial check, tell), releasing the start gate once it exists."""
+    taken_over: list[int] = []
+
+    def run(trial: optuna.Trial):
+        release()  # the trial exists (RUNNING): other workers may count it and start theirs
+        trial.set_user_attr("worker", worker_id())
+        try:
+            return objective(trial)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            taken_over.append(trial.number)
+            raise
+
+    try:
+        study.optimize(run, n_trials=1, catch=(DivergenceError,))
+    except (optuna.exceptions.UpdateFinishedTrialError, ValueError):
+        # Another worker failed our trial as stale (we missed heartbeats) and queued its retry:
+        # optuna's tell then refuses the finished trial with a ValueError.
+        if not taken_over:
+            raise
+        echo(f"trial {taken_over[0]}: failed by another worker (no heartbeat within the grace period) "
+             "and queued again there; going on")
+    finally:
+        release()
+    objective.current_trial = None  # finished: a stop from now on interrupts no trial
+
+
+@contextlib.contextmanager
+def _start_gate(study: optuna.Study, max_complete: int | None) -> Iterator["_Gate"]:
+    """Serialise "count the study's trials, then start one" across workers (PostgreSQL only).
+
+    A transaction-scoped advisory lock keyed by the study's name, held on a connection of its own
+    until ``gate.release()`` (or the block's end): a worker killed while holding it loses its
+    connection and with it the lock. Elsewhere (SQLite: one worker) the gate is a no-op.
+    """
+    engine = _engine_of(study) if max_complete is not None else None
+    if engine is None or engine.dialect.name != "postgresql":
+        yield _Gate(None)
+        return
+    import sqlalchemy
+
+    key = int.from_bytes(hashlib.sha256(f"betasweep:{study.study_name}".encode()).digest()[:8], "big", signed=True)
+    connection = engine.connect()
+    gate = _Gate(connection)
+    try:
+        connection.execute(sqlalchemy.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+        yield gate
+    finally:
+        gate.release()
+
+
+class _Gate:
+    """The held start gate: ``release()`` ends its transaction (freeing the lock) and returns the connection."""
+
+    def __init__(self, connection) -> None:
+        self._connection = connection
+
+    def release(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        try:
+            connection.rollback()
+            connection.close()
+        except Exception:  # the database went away: drop the connection, the lock went with it
+            with contextlib.suppress(Exception):
+                connection.invalidate()
+
+
+def _engine_of(study: optuna.Study):
+    """The SQLAlchemy engine under the study's storage (Optuna wraps RDB storage in a cache), or None."""
+    storage = study._storage
+    storage = getattr(storage, "_backend", storage)
+    return getattr(storage, "engine", None)
 
 
 def _requeue_interrupted(study: optuna.Study, number: int | None, *, echo: Callable[[str], None]) -> None:
@@ -238,6 +429,11 @@ def warn_if_shared_sqlite(storage_url: str, study: optuna.Study | None, *, worke
              "(--storage postgresql+psycopg://USER:PASSWORD@HOST:5432/DB)")
         return True
     return False
+
+
+def worker_id() -> str:
+    """``host:pid`` of this process, stored in each trial it runs (user attribute ``worker``)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def worker_seed_offset() -> int:

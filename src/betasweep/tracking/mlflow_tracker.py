@@ -11,13 +11,15 @@ run", so several studies or threads never step on each other's state.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
@@ -44,12 +46,15 @@ class TrackingError(BetasweepError):
 
 
 def check_reachable(tracking_uri: str, timeout_s: float = 5.0) -> None:
-    """For an ``http(s)://`` tracking URI, ask the server's ``/health`` within ``timeout_s`` seconds.
+    """For an ``http(s)://`` tracking URI, check within seconds that the server answers and serves this client.
 
+    Two requests: ``GET /health``, then one cheap API call (``search_experiments(max_results=1)``)
+    with no retries and a ``timeout_s`` timeout, because a server can be healthy and still refuse
+    every API request (MLflow 3 answers 403 to a ``Host`` header not in its ``--allowed-hosts``).
     MLflow's own client retries unreachable servers for minutes; this fails fast instead.
 
     Raises:
-        TrackingError: the server does not answer, or answers with an error.
+        TrackingError: the server does not answer, answers with an error, or refuses this client.
     """
     if not tracking_uri.startswith(("http://", "https://")):
         return
@@ -61,6 +66,44 @@ def check_reachable(tracking_uri: str, timeout_s: float = 5.0) -> None:
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", error)
         raise TrackingError(f"MLflow tracking server {tracking_uri} is not reachable ({reason})") from None
+    _check_api(tracking_uri, timeout_s)
+
+
+def _check_api(tracking_uri: str, timeout_s: float) -> None:
+    """One API request through MLflow's client (its auth settings apply), without retries."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        with _http_settings(max_retries=0, timeout_s=timeout_s):
+            MlflowClient(tracking_uri).search_experiments(max_results=1)
+    except MlflowException as error:
+        status = getattr(error, "get_http_status_code", lambda: None)()
+        text = " ".join(str(error).split())
+        if status == 403 or "403" in text:
+            host = urllib.parse.urlsplit(tracking_uri).netloc
+            raise TrackingError(
+                f"MLflow tracking server {tracking_uri} refuses this client (403 Forbidden): if its host check "
+                f"rejects the name {host!r}, add it to the server's --allowed-hosts (MLFLOW_SERVER_ALLOWED_HOSTS); "
+                f"if it requires credentials, set MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD"
+            ) from None
+        raise TrackingError(f"MLflow tracking server {tracking_uri} is healthy but its API fails: {text[:300]}") from None
+
+
+@contextlib.contextmanager
+def _http_settings(*, max_retries: int, timeout_s: float) -> Iterator[None]:
+    """Set MLflow's HTTP retry and timeout variables for the block (MLflow reads them per request), then restore them."""
+    names = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(max_retries),
+             "MLFLOW_HTTP_REQUEST_TIMEOUT": str(max(1, math.ceil(timeout_s)))}
+    saved = {name: os.environ.get(name) for name in names}
+    os.environ.update(names)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _artifact_location(tracking_uri: str, experiment_name: str) -> str | None:
