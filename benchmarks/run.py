@@ -243,6 +243,71 @@ def bench_shapes_render(ctx: Context) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------
+# 4. storage_latency and 5. trials_per_hour: distributed-sweep figures (benchmarks/storage.py).
+#    They start PostgreSQL (and an mlflow server) and take minutes: not part of --quick.
+# ---------------------------------------------------------------------------------------------
+
+def _distributed():
+    """benchmarks/storage.py, or BenchmarkSkipped where PostgreSQL's server binaries are missing."""
+    import storage
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from servers import ServerUnavailable, find_pg_bin
+
+    try:
+        find_pg_bin()
+    except ServerUnavailable as error:
+        raise BenchmarkSkipped(str(error)) from None
+    return storage
+
+
+def bench_storage_latency(ctx: Context) -> dict:
+    """Per-trial storage latency (ask + 4 suggestions + tell) on PostgreSQL vs SQLite, 4 concurrent workers.
+
+    Ours: PostgreSQL (default, durable settings, started here); baseline: SQLite on local disk, the
+    embedded default. The ratio is SQLite's median over PostgreSQL's (> 1: PostgreSQL is faster per
+    trial). The 1-worker figures and SQLite's "database is locked" errors ride along.
+    """
+    storage = _distributed()
+    rows = storage.storage_latencies([1, 4], 200)
+    by = {(row["storage"], row["n_workers"]): row for row in rows}
+    pg, lite = by[("postgresql", 4)], by[("sqlite", 4)]
+    ratio = lite["median_ms"] / pg["median_ms"]
+    return record(
+        "storage_latency", ours=pg["median_ms"], baseline=lite["median_ms"], unit="ms/trial (median, 4 workers)",
+        ratio=round(ratio, 3), target="PostgreSQL with 4 concurrent workers: no errors (latency: informational)",
+        met=pg["errors"] == 0, ctx=ctx, rows=rows,
+        ratio_desc="SQLite median / PostgreSQL median per-trial storage latency, 4 concurrent worker processes",
+        ours_desc="PostgreSQL 15, default settings, 127.0.0.1, 4 spawned processes, 200 timed trials in all",
+        baseline_desc="SQLite file in a temporary directory, same load",
+    )
+
+
+def bench_trials_per_hour(ctx: Context) -> dict:
+    """Trials per hour of 1, 2 and 4 real `betasweep worker` processes on one PostgreSQL study, tiny budget.
+
+    The stack is real (PostgreSQL, `mlflow server` with proxied artifacts). Each worker count runs a
+    fresh study of 8 tiny trials (real dSprites, 800 training images, small metric); throughput is
+    complete trials over the span from the first trial's start to the last one's completion. Ours:
+    4 workers; baseline: 1 worker in the same run; ratio: the speed-up.
+    """
+    storage = _distributed()
+    if not ctx.dsprites_path.is_file():
+        raise BenchmarkSkipped(f"real dSprites not found at {ctx.dsprites_path} (pass --dsprites PATH)")
+    rows = storage.trials_per_hour([1, 2, 4], 8, ctx.dsprites_path)
+    one, four = rows[0], rows[-1]
+    ratio = four["trials_per_hour"] / one["trials_per_hour"]
+    return record(
+        "trials_per_hour", ours=four["trials_per_hour"], baseline=one["trials_per_hour"], unit="trials/h",
+        ratio=round(ratio, 3), target=">= 1.5 (4 workers vs 1 on the same machine)", met=ratio >= 1.5, ctx=ctx,
+        rows=rows, speedup_2_workers=rows[1]["speedup"],
+        ratio_desc="trials/h with 4 worker processes / trials/h with 1, same run",
+        ours_desc="4 `betasweep worker` processes, cpu_count // 4 torch threads each (at least 1)",
+        baseline_desc="1 `betasweep worker` process, cpu_count torch threads",
+    )
+
+
+# ---------------------------------------------------------------------------------------------
 # The registry. Order here is the order of the output lines.
 # ---------------------------------------------------------------------------------------------
 
@@ -250,18 +315,23 @@ BENCHMARKS: dict[str, Callable[[Context], dict]] = {
     "train_throughput": bench_train_throughput,
     "higgins_speedup": bench_higgins_speedup,
     "shapes_render": bench_shapes_render,
+    "storage_latency": bench_storage_latency,
+    "trials_per_hour": bench_trials_per_hour,
     # --- Reserved for later additions (not implemented here) -------------------------------
     # "sweep_overhead": the sweep's bookkeeping overhead (Optuna/MLflow/checkpoints per trial)
     #     vs training the same trials with bare train(...) calls.
-    # "distributed_scale": distributed-sweep scaling figures (throughput with N workers vs 1).
     # Add each as a function (ctx: Context) -> dict built with _harness.record(...), e.g. in a
     # module benchmarks/<name>.py imported here, and register it in this dict.
 }
 
+# Need PostgreSQL (and an mlflow server) and take minutes: run them with --only, or in a full run.
+NOT_QUICK = {"storage_latency", "trials_per_hour"}
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small settings; the whole run takes under 2 minutes")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"small settings; the whole run takes under 2 minutes (skips {', '.join(sorted(NOT_QUICK))})")
     parser.add_argument("--only", nargs="+", action="extend", metavar="NAME", choices=list(BENCHMARKS),
                         help=f"run only these benchmarks (of: {', '.join(BENCHMARKS)})")
     parser.add_argument("--dsprites", type=Path, default=DEFAULT_DSPRITES,
@@ -273,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     ctx = Context(quick=args.quick, dsprites_path=args.dsprites)
-    names = args.only or list(BENCHMARKS)
+    names = args.only or [name for name in BENCHMARKS if not (args.quick and name in NOT_QUICK)]
     failed = 0
     for name in dict.fromkeys(names):
         start = time.perf_counter()
