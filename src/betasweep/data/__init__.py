@@ -1,26 +1,28 @@
-"""Datasets: the ground-truth interface, real dSprites, the procedural shapes simulator."""
+"""Datasets: the ground-truth interface, real dSprites, the procedural shapes simulator, CelebA."""
 
 from __future__ import annotations
 
 import os
 
 from betasweep.data.base import GroundTruthData
+from betasweep.data.celeba import CelebA, CelebALabels, read_labels
 from betasweep.data.dsprites import DSprites
 from betasweep.data.shapes import Shapes
 from betasweep.errors import ConfigError
 
-__all__ = ["DATASETS", "DSprites", "GroundTruthData", "Shapes", "load_dataset"]
+__all__ = ["DATASETS", "CelebA", "CelebALabels", "DSprites", "GroundTruthData", "Shapes", "load_dataset", "read_labels"]
 
-DATASETS = ("shapes", "dsprites")
+DATASETS = ("shapes", "dsprites", "celeba")
 """Names accepted by :func:`load_dataset`; ``shapes`` is the embedded default (needs no file)."""
 
 
-def load_dataset(name: str, path: str | os.PathLike | None = None, *, subsample=None) -> GroundTruthData:
+def load_dataset(name: str, path: str | os.PathLike | None = None, *, subsample=None) -> GroundTruthData | CelebA:
     """Build a dataset by name.
 
     Args:
         name: one of :data:`DATASETS`.
-        path: the data file; required for ``dsprites``, refused for ``shapes``.
+        path: the data file (``dsprites``: the .npz) or folder (``celeba``: the standard layout,
+            training partition served); refused for ``shapes``.
         subsample: ``shapes`` only: keep every k-th value of each factor (see :class:`Shapes`).
 
     Raises:
@@ -37,4 +39,8 @@ def load_dataset(name: str, path: str | os.PathLike | None = None, *, subsample=
         if path is None:
             raise ConfigError("dataset 'dsprites' needs a data path (the dSprites .npz file)")
         return DSprites(path)
+    if name == "celeba":
+        if path is None:
+            raise ConfigError("dataset 'celeba' needs a data path (the CelebA folder with img_align_celeba/)")
+        return CelebA(path, "train")
     raise ConfigError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")

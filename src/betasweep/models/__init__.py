@@ -1,4 +1,12 @@
-"""Networks and losses: :class:`BetaVAE`, its :class:`ModelConfig`, and the loss functions."""
+"""Networks and losses: :class:`BetaVAE`, its :class:`ModelConfig`, the loss functions, the attribute classifier."""
+
+from betasweep.models.classifier import (
+    AttributeClassifier,
+    ClassifierConfig,
+    MissingWeightsError,
+    build_classifier,
+    probability_function,
+)
 
 from betasweep.models.losses import (
     bernoulli_recon_loss,
@@ -12,7 +20,12 @@ from betasweep.models.losses import (
 from betasweep.models.vae import BetaVAE, ModelConfig
 
 __all__ = [
+    "AttributeClassifier",
     "BetaVAE",
+    "ClassifierConfig",
+    "MissingWeightsError",
+    "build_classifier",
+    "probability_function",
     "ModelConfig",
     "bernoulli_recon_loss",
     "beta_norm",

@@ -172,9 +172,13 @@ def _unknown(keys, allowed, where: str) -> None:
 
 def _metric_config(raw: Any, where: str, seed: int) -> MetricConfig:
     _require(isinstance(raw, dict), f"{where}: expected a mapping")
-    _unknown(raw, {"num_train", "num_eval", "batch_size", "num_stat_samples", "at"}, where)
+    _unknown(raw, {"num_train", "num_eval", "batch_size", "num_stat_samples", "at", "attribute_subset"}, where)
+    subset = raw.get("attribute_subset")
+    _require(subset is None or (isinstance(subset, list) and subset and all(isinstance(a, str) for a in subset)),
+             f"{where}.attribute_subset: expected a non-empty list of attribute names")
     try:
-        return MetricConfig(seed=seed, **{k: int(v) for k, v in raw.items() if k != "at"})
+        return MetricConfig(seed=seed, attribute_subset=tuple(subset) if subset else None,
+                            **{k: int(v) for k, v in raw.items() if k not in ("at", "attribute_subset")})
     except (TypeError, ValueError) as error:
         raise ConfigError(f"{where}: {error}") from None
 
@@ -226,12 +230,15 @@ def parse_spec(raw: Any, *, base_dir: str | os.PathLike | None = None) -> SweepS
     dataset = raw["dataset"]
     dataset = {"name": dataset} if isinstance(dataset, str) else dict(dataset or {})
     _require(dataset.get("name") in DATASETS, f"dataset.name: unknown dataset {dataset.get('name')!r}; expected one of {', '.join(DATASETS)}")
-    _unknown(dataset, {"name", "path", "subsample"}, "dataset")
-    if dataset.get("path") is not None:
-        path = Path(os.path.expanduser(str(dataset["path"])))
-        if not path.is_absolute() and base_dir is not None:
-            path = Path(base_dir) / path
-        dataset["path"] = str(path)
+    _unknown(dataset, {"name", "path", "subsample", "classifier"}, "dataset")
+    _require(dataset.get("classifier") is None or dataset["name"] == "celeba",
+             "dataset.classifier: an attribute classifier applies to celeba only")
+    for key in ("path", "classifier"):
+        if dataset.get(key) is not None:
+            path = Path(os.path.expanduser(str(dataset[key])))
+            if not path.is_absolute() and base_dir is not None:
+                path = Path(base_dir) / path
+            dataset[key] = str(path)
 
     space = raw["search_space"]
     _require(isinstance(space, dict) and space, "search_space: expected a non-empty mapping of parameters")
