@@ -15,6 +15,16 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 DSPRITES_PATH = SHARED_DATA / "dsprites" / "dsprites_downsampled.npz"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _image_cache(tmp_path_factory):
+    """CelebA image caches go to a temporary folder (shared by this session), never to ~/.cache."""
+    import os
+
+    if "BETASWEEP_CACHE" not in os.environ:
+        os.environ["BETASWEEP_CACHE"] = str(tmp_path_factory.mktemp("betasweep-cache"))
+    yield
+
+
 @pytest.fixture(scope="session")
 def dsprites_path() -> Path:
     if not DSPRITES_PATH.is_file():

@@ -15,10 +15,10 @@ SAMPLE = SHARED / "celeba-sample"
 ATTRS = SHARED / "celeba-attrs"
 
 
-def run(*args, check=True):
+def run(*args, check=True, cwd=None):
     exe = shutil.which("betasweep")
     cmd = [exe, *args] if exe else [sys.executable, "-m", "betasweep.cli", *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=cwd)
     if check and proc.returncode != 0:
         raise AssertionError(f"{cmd} exited {proc.returncode}:\n{proc.stderr}")
     return proc
@@ -67,12 +67,32 @@ def small_root(tmp_path_factory) -> Path:
     return root
 
 
-def test_classifier_train_then_evaluate(small_root, tmp_path):
-    cache = str(tmp_path / "cache")
-    out = tmp_path / "clf"
+@pytest.fixture(scope="module")
+def classifier_run(small_root, tmp_path_factory):
+    """One epoch of a from-scratch ResNet-18 at 32 px, logged to a local MLflow store."""
+    directory = tmp_path_factory.mktemp("classifier")
+    cache, out, tracking_uri = str(directory / "cache"), directory / "clf", f"sqlite:///{directory / 'mlflow.db'}"
     proc = run("classifier", "train", "--root", str(small_root), "--arch", "resnet18", "--image-size", "32",
                "--epochs", "1", "--batch-size", "16", "--from-scratch", "--threads", "1", "--cache-dir", cache,
-               "--out", str(out), "--no-progress")
+               "--out", str(out), "--no-progress", "--tracking-uri", tracking_uri)
+    return proc, cache, out, tracking_uri
+
+
+def test_classifier_run_is_logged_to_mlflow(classifier_run):
+    from mlflow.tracking import MlflowClient
+
+    _, _, _, tracking_uri = classifier_run
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name("attribute-classifier")
+    (run_info,) = client.search_runs([experiment.experiment_id])
+    assert run_info.info.status == "FINISHED" and run_info.data.params["arch"] == "resnet18"
+    assert len(client.get_metric_history(run_info.info.run_id, "val_mean_accuracy")) == 1
+    assert "mean_accuracy" in run_info.data.metrics
+    assert [f.path for f in client.list_artifacts(run_info.info.run_id, "checkpoint")] == ["checkpoint/classifier.pt"]
+
+
+def test_classifier_train_then_evaluate(classifier_run):
+    proc, cache, out, _ = classifier_run
     assert "mean accuracy" in proc.stdout and "epoch 1:" in proc.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["best_epoch"] == 1 and len(metrics["val"]["attributes"]) == 40
@@ -101,3 +121,39 @@ def test_classifier_evaluate_rejects_a_foreign_file(tmp_path):
     path.write_bytes(b"garbage")
     proc = run("classifier", "evaluate", str(path), check=False)
     assert proc.returncode == 2 and "not a readable checkpoint" in proc.stderr
+
+
+def test_two_trial_celeba_sweep_names_dimensions_for_each_trial(classifier_run, tmp_path):
+    """The weak-label objective end to end on the real sample; each trial logs its dimension-to-attribute table.
+
+    The whole sample (its val partition names dimensions: an attribute needs 20 positive and 20
+    negative images to get an AUC); a tiny training budget.
+    """
+    import optuna
+    import yaml
+    from mlflow.tracking import MlflowClient
+
+    _, _, out, _ = classifier_run
+    spec = {
+        "study": "faces",
+        "dataset": {"name": "celeba", "path": str(_need(SAMPLE)), "classifier": str(out / "classifier.pt")},
+        "search_space": {"beta": [1.0, 8.0]},
+        "fixed": {"latent_dim": 4, "width": 8, "hidden_dim": 32, "batch_size": 16, "learning_rate": 0.001},
+        "train_samples": 320,
+        "metric": {"full": {"num_train": 100, "num_eval": 50, "batch_size": 8, "num_stat_samples": 24,
+                            "attribute_subset": ["Male", "Smiling", "Young", "Eyeglasses"]}},
+        "sampler": {"name": "random", "seed": 0},
+        "pruner": "none",
+        "n_trials": 2,
+    }
+    (tmp_path / "faces.yaml").write_text(yaml.safe_dump(spec))
+    run("sweep", "faces.yaml", "--no-progress", cwd=tmp_path)
+    study = optuna.load_study(study_name="faces", storage=f"sqlite:///{tmp_path / 'betasweep.db'}")
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    for trial in study.trials:
+        assert 0.0 <= trial.value <= 1.0  # weak-label eval accuracy; chance is 1/4 here
+        names = trial.user_attrs["dimension_names"]
+        assert len(names) == 4 and all(line.startswith("dim ") and "AUC" in line and "Δp" in line for line in names)
+        artifacts = {f.path for f in client.list_artifacts(trial.user_attrs["mlflow_run_id"], "naming")}
+        assert artifacts == {"naming/dimension_names.csv", "naming/dimension_names.html"}

@@ -75,8 +75,13 @@ def classifier_group():
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Directory for classifier.pt and metrics.json.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
+@click.option("--tracking-uri", default=None,
+              help="Log the run to MLflow (sqlite:///mlflow.db or http://host:5000): params, per-epoch curves, "
+                   "val metrics, checkpoint.")
+@click.option("--experiment", default="attribute-classifier", show_default=True, help="MLflow experiment of the run.")
 def classifier_train(root, arch, image_size, crop_size, epochs, batch_size, learning_rate, weight_decay, patience,
-                     pos_weight, augment, from_scratch, split, seed, device, threads, cache_dir, out_dir, progress):
+                     pos_weight, augment, from_scratch, split, seed, device, threads, cache_dir, out_dir, progress,
+                     tracking_uri, experiment):
     """Train the attribute classifier; write OUT/classifier.pt and OUT/metrics.json (val report)."""
     import torch
 
@@ -98,8 +103,24 @@ def classifier_train(root, arch, image_size, crop_size, epochs, batch_size, lear
     val_data = train_data.with_partition("val")
     model_config = ClassifierConfig(arch=arch, num_attributes=train_data.num_attributes, image_size=image_size,
                                     pretrained=not from_scratch)
-    result = train_classifier(train_data, val_data, model_config, train_config, callback=_echo_epoch,
-                              progress=progress)
+    run = None
+    if tracking_uri:
+        from betasweep.tracking import Tracker
+
+        run = Tracker(tracking_uri, experiment).start_run(f"{arch}-{image_size}px", tags={"betasweep.role": "classifier"})
+        run.log_params({**model_config.to_dict(), **train_config.to_dict(), "root": str(root), "split": split})
+
+    def on_epoch(record: dict) -> None:
+        _echo_epoch(record)
+        if run is not None:
+            run.log_metrics({k: v for k, v in record.items() if k != "epoch"}, step=record["epoch"])
+
+    try:
+        result = train_classifier(train_data, val_data, model_config, train_config, callback=on_epoch, progress=progress)
+    except BaseException:
+        if run is not None:
+            run.end("FAILED")
+        raise
     data_info = {"root": str(train_data.labels.root), "split": split, "image_size": image_size, "crop_size": crop_size}
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = save_classifier(
@@ -111,6 +132,12 @@ def classifier_train(root, arch, image_size, crop_size, epochs, batch_size, lear
                "train_config": train_config.to_dict(), "data": data_info, "best_epoch": result.best_epoch,
                "history": result.history, "val": result.report}
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    if run is not None:
+        report = result.report
+        run.log_metrics({k: v for k, v in report.items() if isinstance(v, (int, float))}, step=result.best_epoch)
+        run.log_artifact(checkpoint, "checkpoint")
+        run.log_artifact(out_dir / "metrics.json")
+        run.end("FINISHED")
     click.echo(format_report(result.report))
     click.echo(f"best epoch {result.best_epoch} of {len(result.history)}; checkpoint: {checkpoint}")
 

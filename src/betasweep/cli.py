@@ -32,10 +32,10 @@ def cli():
 
 
 @cli.command()
-@click.option("--dataset", type=click.Choice(["shapes", "dsprites"]), default="shapes", show_default=True,
-              help="Ground-truth dataset; 'shapes' is procedural and needs no file.")
-@click.option("--data-path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="The dataset's file (dSprites .npz).")
+@click.option("--dataset", type=click.Choice(["shapes", "dsprites", "celeba"]), default="shapes", show_default=True,
+              help="'shapes' is procedural and needs no file; dsprites and celeba need --data-path.")
+@click.option("--data-path", type=click.Path(path_type=Path), default=None,
+              help="The dataset's file (dSprites .npz) or folder (CelebA: img_align_celeba/ and the list files).")
 @click.option("--beta", type=click.FloatRange(min=0, min_open=True), default=4.0, show_default=True,
               help="Weight of the KL term (> 0).")
 @click.option("--latent-dim", type=click.IntRange(min=1), default=10, show_default=True, help="Latent size m.")
@@ -112,8 +112,8 @@ _TRACKING_OPTION = click.option("--tracking-uri", default="sqlite:///mlflow.db",
 @cli.command()
 @_CHECKPOINT_ARG
 @_TRACKING_OPTION
-@click.option("--data-path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Dataset file, if it moved since training.")
+@click.option("--data-path", type=click.Path(path_type=Path), default=None,
+              help="Dataset file or folder, if it moved since training.")
 @click.option("--metric-seed", type=int, default=0, show_default=True, help="Seed of the metric's factor pairs.")
 @click.option("--num-train", type=click.IntRange(min=1), default=10_000, show_default=True)
 @click.option("--num-eval", type=click.IntRange(min=1), default=5_000, show_default=True)
@@ -146,20 +146,37 @@ def evaluate(checkpoint, tracking_uri, data_path, metric_seed, num_train, num_ev
 @_CHECKPOINT_ARG
 @_TRACKING_OPTION
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
-@click.option("--data-path", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("--data-path", type=click.Path(path_type=Path), default=None)
 @click.option("--seed", type=int, default=0, show_default=True, help="Picks the real images traversed around.")
-def traverse(checkpoint, tracking_uri, out_dir, data_path, seed):
-    """Write OUT/traversal.png (a row per latent dim, sorted by KL, z_j from -3 to 3) and OUT/reconstruction.png."""
+@click.option("--classifier", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="CelebA: an attribute-classifier checkpoint, to measure each dimension's effect on its predictions.")
+def traverse(checkpoint, tracking_uri, out_dir, data_path, seed, classifier):
+    """Write OUT/traversal.png (a row per latent dim, sorted by KL, z_j from -3 to 3) and OUT/reconstruction.png.
+
+    On CelebA also name the dimensions by measurement (AUC of mu_j per attribute on the val
+    partition; with --classifier, the change of its predicted probability along the traversal):
+    prints the table and writes OUT/dimension_names.csv and OUT/dimension_names.html.
+    """
     import numpy as np
 
+    from betasweep.data import CelebA
     from betasweep.figures import save_figures
-    from betasweep.metrics import vae_statistics
+    from betasweep.metrics import held_out, vae_statistics
 
     model, _, data = _model_and_data(checkpoint, data_path, tracking_uri)
-    stats_rng, image_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
-    kl = vae_statistics(model, data, stats_rng, num_samples=2048)["kl_per_dim"]
-    paths = save_figures(model, data, image_rng, out_dir, kl)
-    _emit_json({name: str(path) for name, path in paths.items()} | {"kl_per_dim": kl})
+    stats_rng, image_rng, naming_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
+    kl = vae_statistics(model, held_out(data), stats_rng, num_samples=2048)["kl_per_dim"]
+    paths = save_figures(model, held_out(data), image_rng, out_dir, kl)
+    result = {name: str(path) for name, path in paths.items()} | {"kl_per_dim": kl}
+    if isinstance(data, CelebA):
+        from betasweep.sweeps.objective import name_dimensions
+
+        rows, files = name_dimensions(model, data, classifier, naming_rng, out_dir, kl)
+        click.echo("\n".join(str(row) for row in rows), err=True)
+        result |= {name: str(path) for name, path in files.items()} | {"dimension_names": [str(row) for row in rows]}
+    elif classifier is not None:
+        raise click.UsageError("--classifier applies to CelebA checkpoints only")
+    _emit_json(result)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from betasweep.metrics.attribute_naming import (
     write_naming_csv,
     write_naming_heatmap,
 )
-from betasweep.metrics.evaluate import MetricConfig, disentanglement_score, evaluate_model
+from betasweep.metrics.evaluate import MetricConfig, disentanglement_score, evaluate_model, held_out
 from betasweep.metrics.vae import active_units, representation_function, vae_statistics
 from betasweep.metrics.weak_label import encode_images, weak_label_score
 
@@ -18,6 +18,7 @@ __all__ = [
     "attribute_auc",
     "disentanglement_score",
     "encode_images",
+    "held_out",
     "format_naming_table",
     "measure_dimension_names",
     "name_dimensions",
