@@ -210,6 +210,11 @@ class Tracker:
 
     # -- trial runs -------------------------------------------------------------------------------
 
+    def start_run(self, run_name: str, tags: dict[str, Any] | None = None) -> TrialRun:
+        """A top-level run of this experiment (e.g. an attribute classifier's training)."""
+        run = self.client.create_run(self.experiment_id, run_name=run_name, tags={k: str(v) for k, v in (tags or {}).items()})
+        return TrialRun(self.client, run.info.run_id)
+
     def start_trial_run(self, parent_run_id: str, trial_number: int, tags: dict[str, Any] | None = None) -> TrialRun:
         run = self.client.create_run(
             self.experiment_id,
