@@ -72,7 +72,10 @@ def train_and_score(
     figure_rng, naming_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(spec.metric.seed).spawn(4)[2:])
     files = {"checkpoint": checkpoint, **save_figures(result.model, data, figure_rng, workdir, metrics["kl_per_dim"])}
     if dataset["name"] == "celeba":
-        files.update(name_dimensions(result.model, data, dataset.get("classifier"), naming_rng, workdir, metrics["kl_per_dim"]))
+        rows, naming_files = name_dimensions(result.model, data, dataset.get("classifier"), naming_rng, workdir,
+                                             metrics["kl_per_dim"])
+        files.update(naming_files)
+        metrics["dimension_names"] = [str(row) for row in rows]
     files["kl_chart"] = save_kl_chart(metrics["kl_per_dim"], workdir / "kl_per_dim.png",
                                       title=", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()))
     metrics.update(
@@ -130,6 +133,8 @@ class Objective:
                     run.log_artifact(path, artifact_folder(name))
             for key in USER_ATTRS:  # inside the try: a trial failed meanwhile by another worker still closes its run
                 trial.set_user_attr(key, metrics[key])
+            if "dimension_names" in metrics:  # CelebA: "dim 7 -> Blond_Hair (AUC 0.76, ...)", by KL
+                trial.set_user_attr("dimension_names", metrics["dimension_names"])
         except optuna.TrialPruned:
             run.set_tags({"optuna.state": "PRUNED"})
             run.end("KILLED")
@@ -190,12 +195,16 @@ class Objective:
 
 
 def name_dimensions(model, data, classifier_path: str | None, rng: np.random.Generator, workdir: Path,
-                    kl_per_dim: list[float]) -> dict[str, Path]:
+                    kl_per_dim: list[float]) -> tuple[list, dict[str, Path]]:
     """CelebA: which latent dimension encodes which attribute, measured on the val partition.
 
     Writes ``dimension_names.csv`` and ``dimension_names.html`` (AUC of each ``mu_j`` per attribute;
     with an attribute ``classifier`` checkpoint also the change of its predicted probability along
     a traversal of ``j``).
+
+    Returns:
+        ``(rows, files)``: the naming table (one :class:`~betasweep.metrics.attribute_naming.DimensionName`
+        per dimension, by KL) and ``{"naming_csv": path, "naming_html": path}``.
     """
     from betasweep.metrics import measure_dimension_names, write_naming_csv, write_naming_heatmap
     from betasweep.models import probability_function
@@ -207,10 +216,10 @@ def name_dimensions(model, data, classifier_path: str | None, rng: np.random.Gen
         classifier = probability_function(load_classifier(classifier_path, next(model.parameters()).device)[0])
     named = measure_dimension_names(model, val.images(np.arange(len(val))), val.attributes, classifier,
                                     val.attribute_names, rng, kl_per_dim=kl_per_dim)
-    return {
-        "naming_csv": write_naming_csv(named["rows"], workdir / "dimension_names.csv"),
+    return named["rows"], {
+        "naming_csv": write_naming_csv(named["rows"], Path(workdir) / "dimension_names.csv"),
         "naming_html": write_naming_heatmap(named["auc"], named["direction"], named["delta_p"], val.attribute_names,
-                                            workdir / "dimension_names.html", rows=named["rows"]),
+                                            Path(workdir) / "dimension_names.html", rows=named["rows"]),
     }
 
 
