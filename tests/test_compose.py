@@ -142,7 +142,7 @@ def test_stack_services_healthchecks_and_ordering(compose):
 
     assert conditions("minio-init") == {"minio": "service_healthy"}
     assert conditions("mlflow") == {"postgres": "service_healthy", "minio-init": "service_completed_successfully"}
-    assert conditions("study-init") == {"postgres": "service_healthy"}
+    assert conditions("study-init") == {"postgres": "service_healthy", "mlflow": "service_healthy"}
     assert conditions("worker") == {"study-init": "service_completed_successfully", "mlflow": "service_healthy"}
     assert conditions("optuna-dashboard") == {"study-init": "service_completed_successfully"}
     for name in ("minio-init", "study-init"):
@@ -157,7 +157,13 @@ def test_commands_use_postgres_and_the_tracking_server(compose):
     assert worker[:2] == ["betasweep", "worker"]
     assert {f"--study={env['STUDY_NAME']}", f"--storage={optuna_url}", "--tracking-uri=http://mlflow:5000"} <= set(worker)
     assert services["study-init"]["command"] == ["betasweep", "study", "create", f"/examples/{env['STUDY_SPEC']}",
-                                                 f"--storage={optuna_url}"]
+                                                 f"--storage={optuna_url}", "--tracking-uri=http://mlflow:5000",
+                                                 "--exist-ok"]
+    # The commands' options are the real CLI's, and the spec they name exists with the study name workers join.
+    _assert_cli_accepts(worker)
+    _assert_cli_accepts(services["study-init"]["command"])
+    spec = yaml.safe_load((REPO / "examples" / env["STUDY_SPEC"]).read_text())
+    assert spec["study"] == env["STUDY_NAME"]
     assert services["optuna-dashboard"]["command"][:2] == ["optuna-dashboard", optuna_url]
 
     mlflow = services["mlflow"]["command"]
@@ -170,6 +176,18 @@ def test_commands_use_postgres_and_the_tracking_server(compose):
     # MLflow 3's host check must let workers in by the service name.
     assert "mlflow:5000" in services["mlflow"]["environment"]["MLFLOW_SERVER_ALLOWED_HOSTS"].split(",")
     assert env["OPTUNA_DB"] != env["MLFLOW_DB"]
+
+
+def _assert_cli_accepts(command: list[str]) -> None:
+    """Every ``--option`` of a compose ``betasweep ...`` command is an option of that real click command."""
+    from betasweep.cli import cli
+
+    group, words = cli, command[1:]
+    while words and words[0] in getattr(group, "commands", {}):
+        group, words = group.commands[words[0]], words[1:]
+    known = {opt for param in group.params for opt in (*param.opts, *param.secondary_opts)}
+    given = {word.split("=", 1)[0] for word in words if word.startswith("--")}
+    assert given <= known, f"{command[:3]}: unknown options {sorted(given - known)}"
 
 
 def test_ports_are_published_on_loopback_only(raw, compose):

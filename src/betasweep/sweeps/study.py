@@ -279,7 +279,7 @@ def run_trials(
     previous = signal.signal(signal.SIGTERM, on_sigterm) if threading.current_thread() is threading.main_thread() else None
     deadline = None if timeout is None else time.monotonic() + timeout
     try:
-        ran = 0
+        ran, waiting = 0, False
         while n_trials is None or ran < n_trials:
             if deadline is not None and time.monotonic() >= deadline:
                 break
@@ -290,9 +290,12 @@ def run_trials(
                     break
                 if verdict == "wait":
                     gate.release()
-                    _wait(study, deadline, echo)
+                    if not waiting:
+                        echo("waiting: the trials that would reach the study's target are running in other workers")
+                    waiting = True
+                    _wait(study, deadline)
                     continue
-                ran += 1
+                ran, waiting = ran + 1, False
                 _run_one(study, objective, gate.release, echo)
     except KeyboardInterrupt:
         _requeue_interrupted(study, objective.current_trial, echo=echo)
@@ -317,14 +320,13 @@ def _verdict(study: optuna.Study, max_complete: int | None) -> str:
     return "wait" if len(states) >= max_complete else "run"
 
 
-def _wait(study: optuna.Study, deadline: float | None, echo: Callable[[str], None]) -> None:
+def _wait(study: optuna.Study, deadline: float | None) -> None:
     """Sleep until the next look at the study (the heartbeat interval, at most ``WAIT_POLL_S``)."""
     storage = study._storage
     interval = getattr(storage, "get_heartbeat_interval", lambda: None)() or WAIT_POLL_S
     pause = min(float(interval), WAIT_POLL_S)
     if deadline is not None:
         pause = max(0.0, min(pause, deadline - time.monotonic()))
-    echo(f"waiting: the study's remaining trials are running in other workers (next look in {pause:.0f} s)")
     time.sleep(pause)
 
 
