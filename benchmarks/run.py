@@ -35,6 +35,7 @@ from _harness import (  # noqa: E402
     record,
     rounded,
 )
+from sweep_overhead import bench_sweep_overhead  # noqa: E402
 
 
 # ---------------------------------------------------------------------------------------------
@@ -317,10 +318,8 @@ BENCHMARKS: dict[str, Callable[[Context], dict]] = {
     "shapes_render": bench_shapes_render,
     "storage_latency": bench_storage_latency,
     "trials_per_hour": bench_trials_per_hour,
-    # --- Reserved for later additions (not implemented here) -------------------------------
-    # "sweep_overhead": the sweep's bookkeeping overhead (Optuna/MLflow/checkpoints per trial)
-    #     vs training the same trials with bare train(...) calls.
-    # Add each as a function (ctx: Context) -> dict built with _harness.record(...), e.g. in a
+    "sweep_overhead": bench_sweep_overhead,
+    # Add a benchmark as a function (ctx: Context) -> dict built with _harness.record(...), e.g. in a
     # module benchmarks/<name>.py imported here, and register it in this dict.
 }
 
