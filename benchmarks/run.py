@@ -324,7 +324,7 @@ BENCHMARKS: dict[str, Callable[[Context], dict]] = {
 }
 
 # Need PostgreSQL (and an mlflow server) and take minutes: run them with --only, or in a full run.
-NOT_QUICK = {"storage_latency", "trials_per_hour"}
+NOT_QUICK = {"storage_latency", "trials_per_hour", "sweep_overhead"}
 
 
 def main(argv: list[str] | None = None) -> int:

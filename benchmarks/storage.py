@@ -34,7 +34,6 @@ import json
 import multiprocessing as mp
 import os
 import queue
-import shutil
 import statistics
 import subprocess
 import sys
@@ -46,6 +45,8 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+from helpers import betasweep_command, tiny_spec  # noqa: E402  (shared with the tests)
 DEFAULT_DSPRITES = REPO.parent / "shared" / "data" / "dsprites" / "dsprites_downsampled.npz"
 WARMUP = 5
 
@@ -138,26 +139,6 @@ def storage_latency(url: str, n_workers: int, n_trials: int) -> dict:
     }
 
 
-def tiny_spec(study: str, n_trials: int, dsprites_path: Path) -> dict:
-    """The tests' tiny budget (tests/test_distributed.py): about 50 training steps and a small metric."""
-    return {
-        "study": study,
-        "dataset": {"name": "dsprites", "path": str(dsprites_path)},
-        "search_space": {"beta": {"low": 0.5, "high": 8.0, "log": True}, "latent_dim": [3, 5]},
-        "fixed": {"width": 8, "hidden_dim": 32, "batch_size": 16, "learning_rate": 0.001, "log_every": 10},
-        "train_samples": 800,
-        "metric": {"seed": 0, "full": {"num_train": 300, "num_eval": 150, "batch_size": 16, "num_stat_samples": 256}},
-        "sampler": {"name": "tpe", "seed": 0},
-        "pruner": {"name": "none"},
-        "n_trials": n_trials,
-    }
-
-
-def _betasweep() -> list[str]:
-    exe = shutil.which("betasweep")
-    return [exe] if exe else [sys.executable, "-m", "betasweep.cli"]
-
-
 def study_throughput(storage_url: str, tracking_uri: str, n_workers: int, n_trials: int, workdir: Path,
                      dsprites_path: Path = DEFAULT_DSPRITES, timeout_s: float = 1800.0) -> dict:
     """Run one fresh study of ``n_trials`` tiny trials with ``n_workers`` `betasweep worker` processes.
@@ -174,14 +155,14 @@ def study_throughput(storage_url: str, tracking_uri: str, n_workers: int, n_tria
     study_name = f"throughput-{n_workers}w-{time.time_ns()}"
     workdir.mkdir(parents=True, exist_ok=True)
     spec_path = workdir / f"{study_name}.yaml"
-    spec_path.write_text(yaml.safe_dump(tiny_spec(study_name, n_trials, dsprites_path)))
+    spec_path.write_text(yaml.safe_dump(tiny_spec(dsprites_path, study_name, n_trials)))
     threads = max(1, (os.cpu_count() or 1) // n_workers)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
-    subprocess.run([*_betasweep(), "study", "create", str(spec_path), "--storage", storage_url,
+    subprocess.run([*betasweep_command(), "study", "create", str(spec_path), "--storage", storage_url,
                     "--tracking-uri", tracking_uri], check=True, capture_output=True, env=env, cwd=workdir)
     start = time.perf_counter()
     logs = [open(workdir / f"{study_name}-worker-{i}.log", "wb") for i in range(n_workers)]
-    workers = [subprocess.Popen([*_betasweep(), "worker", "--study", study_name, "--storage", storage_url,
+    workers = [subprocess.Popen([*betasweep_command(), "worker", "--study", study_name, "--storage", storage_url,
                                  "--tracking-uri", tracking_uri, "--no-progress",
                                  "--heartbeat-interval", "10", "--grace-period", "60"],
                                 stdout=log, stderr=subprocess.STDOUT, env=env, cwd=workdir) for log in logs]
@@ -213,7 +194,6 @@ def trials_per_hour(workers: list[int], n_trials: int, dsprites_path: Path = DEF
     Returns:
         One row per worker count, each with ``speedup`` against the first (normally 1 worker).
     """
-    sys.path.insert(0, str(REPO / "tests"))
     from servers import MlflowServer, PostgresServer  # the launchers the test fixtures use
 
     rows: list[dict] = []
@@ -257,7 +237,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
 def storage_latencies(workers: list[int], n_trials: int, echo=lambda row: None) -> list[dict]:
     """Start PostgreSQL (default, durable settings) and measure :func:`storage_latency` on it and on SQLite."""
-    sys.path.insert(0, str(REPO / "tests"))
     from servers import PostgresServer  # the launcher the test fixtures use
 
     rows = []

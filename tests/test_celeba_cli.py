@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import run_betasweep, small_celeba_root
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SAMPLE = SHARED / "celeba-sample"
@@ -16,12 +14,7 @@ ATTRS = SHARED / "celeba-attrs"
 
 
 def run(*args, check=True, cwd=None):
-    exe = shutil.which("betasweep")
-    cmd = [exe, *args] if exe else [sys.executable, "-m", "betasweep.cli", *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=cwd)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{cmd} exited {proc.returncode}:\n{proc.stderr}")
-    return proc
+    return run_betasweep(*args, check=check, cwd=cwd, timeout=600)
 
 
 def _need(root: Path) -> Path:
@@ -52,19 +45,7 @@ def test_data_stats_bad_root_is_one_line_exit_2(tmp_path):
 @pytest.fixture(scope="module")
 def small_root(tmp_path_factory) -> Path:
     """48 train and 24 val rows of the real sample; images symlinked, never copied."""
-    _need(SAMPLE)
-    root = tmp_path_factory.mktemp("celeba-cli")
-    lines = (SAMPLE / "list_attr_celeba.txt").read_text().splitlines()
-    partition = dict(line.split() for line in (SAMPLE / "list_eval_partition.txt").read_text().splitlines())
-    rows = [line for line in lines[2:] if partition[line.split()[0]] == "0"][:48]
-    rows += [line for line in lines[2:] if partition[line.split()[0]] == "1"][:24]
-    (root / "list_attr_celeba.txt").write_text("\n".join([str(len(rows)), lines[1], *rows]) + "\n")
-    names = [row.split()[0] for row in rows]
-    (root / "list_eval_partition.txt").write_text("\n".join(f"{n} {partition[n]}" for n in names) + "\n")
-    (root / "img_align_celeba").mkdir()
-    for name in names:
-        (root / "img_align_celeba" / name).symlink_to(SAMPLE / "img_align_celeba" / name)
-    return root
+    return small_celeba_root(_need(SAMPLE), tmp_path_factory.mktemp("celeba-cli"), n_train=48, n_val=24)
 
 
 @pytest.fixture(scope="module")

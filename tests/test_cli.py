@@ -1,22 +1,16 @@
 """The `betasweep` command as a user runs it: a real subprocess of the installed console script."""
 
 import json
-import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from helpers import run_betasweep
+
 
 def run(*args, check=True):
-    exe = shutil.which("betasweep")
-    cmd = [exe, *args] if exe else [sys.executable, "-m", "betasweep.cli", *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{cmd} exited {proc.returncode}:\n{proc.stderr}")
-    return proc
+    return run_betasweep(*args, check=check, timeout=600)
 
 
 def test_help_lists_the_commands():

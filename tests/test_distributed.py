@@ -10,42 +10,21 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
 import pytest
+from helpers import betasweep_command, tiny_spec
 import yaml
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 HEARTBEAT = ("--heartbeat-interval", "1", "--grace-period", "8")
 WORKER_TIMEOUT_S = 240  # generous: the CI machine has 2 shared cores
-
-
-def _spec(dsprites_path: Path, study: str, n_trials: int) -> dict:
-    """About 50 steps of training and a small Higgins metric: a trial takes seconds on one core."""
-    return {
-        "study": study,
-        "dataset": {"name": "dsprites", "path": str(dsprites_path)},
-        "search_space": {"beta": {"low": 0.5, "high": 8.0, "log": True}, "latent_dim": [3, 5]},
-        "fixed": {"width": 8, "hidden_dim": 32, "batch_size": 16, "learning_rate": 0.001, "log_every": 10},
-        "train_samples": 800,
-        "metric": {"seed": 0, "full": {"num_train": 300, "num_eval": 150, "batch_size": 16, "num_stat_samples": 256}},
-        "sampler": {"name": "tpe", "seed": 0},
-        "pruner": {"name": "none"},
-        "n_trials": n_trials,
-    }
-
-
-def _betasweep_command() -> list[str]:
-    exe = shutil.which("betasweep")
-    return [exe] if exe else [sys.executable, "-m", "betasweep.cli"]
 
 
 def _env() -> dict[str, str]:
@@ -86,7 +65,7 @@ class Study:
         log = self.directory / f"worker-{len(self.workers)}.log"
         with open(log, "wb") as out:
             process = subprocess.Popen(
-                [*_betasweep_command(), "worker", "--study", self.name, "--storage", self.storage,
+                [*betasweep_command(), "worker", "--study", self.name, "--storage", self.storage,
                  "--tracking-uri", self.tracking_uri, "--no-progress", *HEARTBEAT, *options],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.directory, env=_env(),
             )
@@ -122,11 +101,11 @@ def make_study(postgres_url, mlflow_server, dsprites_path, tmp_path):
 
     def make(n_trials: int, *, cli: bool = False) -> Study:
         name = f"dist-{secrets.token_hex(4)}"
-        raw = _spec(dsprites_path, name, n_trials)
+        raw = tiny_spec(dsprites_path, name, n_trials)
         if cli:  # the real command, twice: the second finds the study and succeeds (--exist-ok)
             spec_path = tmp_path / "spec.yaml"
             spec_path.write_text(yaml.safe_dump(raw))
-            command = [*_betasweep_command(), "study", "create", str(spec_path), "--storage", postgres_url,
+            command = [*betasweep_command(), "study", "create", str(spec_path), "--storage", postgres_url,
                        "--tracking-uri", mlflow_server, "--exist-ok"]
             for _ in range(2):
                 proc = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, env=_env(), timeout=300)
@@ -318,7 +297,7 @@ def test_sqlite_with_several_workers_warns_and_names_postgresql(dsprites_path, t
     from betasweep.tracking import Tracker
 
     url = f"sqlite:///{tmp_path / 'study.db'}"
-    spec = parse_spec(_spec(dsprites_path, "lonely", 1))
+    spec = parse_spec(tiny_spec(dsprites_path, "lonely", 1))
     study = create_study(spec, make_storage(url), Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "lonely"))
     messages: list[str] = []
     assert not warn_if_shared_sqlite(url, study, worker=False, echo=messages.append)  # one `sweep` process
@@ -326,7 +305,7 @@ def test_sqlite_with_several_workers_warns_and_names_postgresql(dsprites_path, t
     assert len(messages) == 1 and "PostgreSQL" in messages[0] and "postgresql+psycopg://" in messages[0]
     assert not warn_if_shared_sqlite("postgresql+psycopg://u:p@h/db", study, worker=True, echo=messages.append)
     # The real command prints it too (and then runs its one trial).
-    proc = subprocess.run([*_betasweep_command(), "worker", "--study", "lonely", "--storage", url, "--no-progress"],
+    proc = subprocess.run([*betasweep_command(), "worker", "--study", "lonely", "--storage", url, "--no-progress"],
                           capture_output=True, text=True, cwd=tmp_path, env=_env(), timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "warning: SQLite storage is for one process; for several workers use PostgreSQL" in proc.stderr

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import optuna
-import pytest
 from mlflow import MlflowClient
 from mlflow.artifacts import download_artifacts
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback

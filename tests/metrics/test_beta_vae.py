@@ -8,10 +8,9 @@ from betasweep.metrics import (
     beta_vae_score,
     beta_vae_score_reference,
     evaluate_model,
-    representation_function,
     sample_pair_factors,
 )
-from betasweep.models import BetaVAE, ModelConfig
+from betasweep.models import BetaVAE
 from betasweep.training import load_checkpoint
 
 

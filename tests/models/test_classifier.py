@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import small_celeba_root
 import torch
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
@@ -105,17 +106,7 @@ def small_data(tmp_path_factory):
         pytest.skip(f"CelebA sample not found at {SAMPLE}")
     from betasweep.data.celeba import CelebA
 
-    root = tmp_path_factory.mktemp("celeba-small")
-    lines = (SAMPLE / "list_attr_celeba.txt").read_text().splitlines()
-    partition = dict(line.split() for line in (SAMPLE / "list_eval_partition.txt").read_text().splitlines())
-    rows = [line for line in lines[2:] if partition[line.split()[0]] == "0"][:64]
-    rows += [line for line in lines[2:] if partition[line.split()[0]] == "1"][:32]
-    (root / "list_attr_celeba.txt").write_text("\n".join([str(len(rows)), lines[1], *rows]) + "\n")
-    names = [row.split()[0] for row in rows]
-    (root / "list_eval_partition.txt").write_text("\n".join(f"{n} {partition[n]}" for n in names) + "\n")
-    (root / "img_align_celeba").mkdir()
-    for name in names:
-        (root / "img_align_celeba" / name).symlink_to(SAMPLE / "img_align_celeba" / name)
+    root = small_celeba_root(SAMPLE, tmp_path_factory.mktemp("celeba-small"), n_train=64, n_val=32)
     train = CelebA(root, "train", image_size=32, crop_size=178, cache_dir=root / "cache", progress=False)
     return train, train.with_partition("val")
 

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import sys
 
 import optuna
 import pytest
@@ -16,34 +13,22 @@ from betasweep.sweeps.spec import parse_spec
 from betasweep.sweeps.study import create_study, make_storage, run_trials
 from betasweep.tracking import Tracker
 
+import helpers
+from helpers import run_betasweep
+
+
+INTERMEDIATE = {"num_train": 60, "num_eval": 30, "batch_size": 8, "at": [0.5]}
+
 
 def tiny_spec(dsprites_path, **overrides):
-    spec = {
-        "study": "tiny",
-        "dataset": {"name": "dsprites", "path": str(dsprites_path)},
-        "search_space": {"beta": {"low": 0.5, "high": 8.0, "log": True}, "latent_dim": [3, 5]},
-        "fixed": {"width": 8, "hidden_dim": 32, "batch_size": 16, "learning_rate": 0.001, "log_every": 10},
-        "train_samples": 800,
-        "metric": {
-            "seed": 0,
-            "full": {"num_train": 300, "num_eval": 150, "batch_size": 16, "num_stat_samples": 256},
-            "intermediate": {"num_train": 60, "num_eval": 30, "batch_size": 8, "at": [0.5]},
-        },
-        "sampler": {"name": "tpe", "seed": 0},
-        "pruner": {"name": "none"},
-        "n_trials": 3,
-    }
-    spec.update(overrides)
+    """helpers.tiny_spec with a cheap intermediate score (so pruning reports are exercised)."""
+    spec = helpers.tiny_spec(dsprites_path, **overrides)
+    spec["metric"] = {**spec["metric"], "intermediate": INTERMEDIATE}
     return spec
 
 
 def betasweep(*args, cwd, check=True):
-    exe = shutil.which("betasweep")
-    cmd = [exe, *args] if exe else [sys.executable, "-m", "betasweep.cli", *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=900)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{cmd} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
-    return proc
+    return run_betasweep(*args, cwd=cwd, check=check)
 
 
 def run_sweep(directory, spec):

@@ -11,7 +11,7 @@ and scored on ``num_train`` (``train_accuracy``) and on ``num_eval`` further poi
 :func:`beta_vae_score` draws every factor vector first and encodes each distinct image once: the
 representation is deterministic, so this gives the same features as re-encoding all
 ``(num_train + num_eval) · 2 · batch_size`` images (1.92 million at the defaults), which
-:func:`beta_vae_score_reference` does, in disentanglement_lib's order, for comparison.
+:func:`beta_vae_score_reference` does, on the same pairs, for comparison.
 """
 
 from __future__ import annotations
@@ -35,21 +35,22 @@ RepresentationFn = Callable[[np.ndarray], np.ndarray]
 def sample_pair_factors(
     data: GroundTruthData, rng: np.random.Generator, num_points: int, batch_size: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Draw the metric's factor pairs in disentanglement_lib's rng order.
+    """Draw the metric's factor pairs: for each point a factor ``k`` uniformly, two batches of factor
+    vectors uniformly, and factor ``k`` of the first batch copied into the second.
+
+    Vectorised over the points (disentanglement_lib draws them one point at a time from a
+    ``RandomState``; the distribution is the same).
 
     Returns:
         ``(labels, factors1, factors2)``: int64 ``(num_points,)``, and two int64 arrays
         ``(num_points, batch_size, num_factors)`` that agree on factor ``labels[i]`` in point ``i``.
     """
-    labels = np.empty(num_points, dtype=np.int64)
-    factors1 = np.empty((num_points, batch_size, data.num_factors), dtype=np.int64)
-    factors2 = np.empty_like(factors1)
-    for i in range(num_points):
-        k = rng.integers(data.num_factors)
-        labels[i] = k
-        factors1[i] = data.sample_factors(batch_size, rng)
-        factors2[i] = data.sample_factors(batch_size, rng)
-        factors2[i, :, k] = factors1[i, :, k]
+    labels = rng.integers(data.num_factors, size=num_points)
+    shape = (num_points, batch_size)
+    factors1 = np.stack([rng.integers(0, size, size=shape) for size in data.factor_sizes], axis=-1)
+    factors2 = np.stack([rng.integers(0, size, size=shape) for size in data.factor_sizes], axis=-1)
+    points = np.arange(num_points)
+    factors2[points, :, labels] = factors1[points, :, labels]
     return labels, factors1, factors2
 
 
@@ -122,23 +123,17 @@ def beta_vae_score_reference(
 ) -> dict[str, float]:
     """The same score computed as disentanglement_lib does: render and encode both batches of every point.
 
-    Draws from ``rng`` in the same order as :func:`beta_vae_score`, so both give the same score;
-    kept as the baseline of ``benchmarks/run.py`` and the check of the fast path.
+    Scores the same factor pairs as :func:`beta_vae_score` (same ``rng``, same
+    :func:`sample_pair_factors`) but renders and encodes all ``(num_train + num_eval) · 2 ·
+    batch_size`` images, one point at a time; kept as the baseline of ``benchmarks/run.py`` and
+    the check of the fast path.
     """
-
-    def points(n: int) -> tuple[np.ndarray, np.ndarray]:
-        features, labels = [], []
-        for _ in range(n):
-            k = rng.integers(data.num_factors)
-            factors1 = data.sample_factors(batch_size, rng)
-            factors2 = data.sample_factors(batch_size, rng)
-            factors2[:, k] = factors1[:, k]
-            rep1 = np.asarray(representation_fn(data.images_from_factors(factors1, rng)), dtype=np.float64)
-            rep2 = np.asarray(representation_fn(data.images_from_factors(factors2, rng)), dtype=np.float64)
-            features.append(np.abs(rep1 - rep2).mean(axis=0))
-            labels.append(k)
-        return np.stack(features), np.asarray(labels)
-
-    train_x, train_y = points(num_train)
-    eval_x, eval_y = points(num_eval)
+    labels, factors1, factors2 = sample_pair_factors(data, rng, num_train + num_eval, batch_size)
+    features = np.stack([
+        np.abs(np.asarray(representation_fn(data.images_from_factors(f1, rng)), dtype=np.float64)
+               - np.asarray(representation_fn(data.images_from_factors(f2, rng)), dtype=np.float64)).mean(axis=0)
+        for f1, f2 in zip(factors1, factors2)
+    ])  # (points, d)
+    train_x, train_y = features[:num_train], labels[:num_train]
+    eval_x, eval_y = features[num_train:], labels[num_train:]
     return _fit_and_score(train_x, train_y, eval_x, eval_y)

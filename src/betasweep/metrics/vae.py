@@ -7,15 +7,26 @@ import torch
 
 from betasweep.models import BetaVAE, bernoulli_recon_loss, gaussian_kl
 
-__all__ = ["representation_function", "active_units", "vae_statistics"]
+__all__ = ["representation_function", "active_units", "vae_statistics", "inference_batch_size"]
 
 
-def representation_function(model: BetaVAE, *, batch_size: int = 2048):
+def inference_batch_size(device: torch.device) -> int:
+    """Images per forward pass when only evaluating: 64 on the CPU, 1024 on CUDA.
+
+    Measured on 2 CPU cores (BetaVAE encoder, widths 8-32): batches of 32-64 images encode about
+    3x faster than batches of 512-2048, whose activations no longer fit the caches.
+    """
+    return 1024 if device.type == "cuda" else 64
+
+
+def representation_function(model: BetaVAE, *, batch_size: int | None = None):
     """The encoder mean as a representation function ``(n, C, 64, 64) float32 → (n, latent_dim) float32``.
 
-    Runs in eval mode without gradients on the model's device; restores the model's mode after.
+    Runs in eval mode without gradients on the model's device, ``batch_size`` images at a time
+    (default :func:`inference_batch_size`); restores the model's mode after.
     """
     device = next(model.parameters()).device
+    batch_size = batch_size or inference_batch_size(device)
 
     @torch.no_grad()
     def represent(images: np.ndarray) -> np.ndarray:
@@ -44,7 +55,7 @@ def active_units(mu: np.ndarray, threshold: float = 0.01) -> int:
 
 @torch.no_grad()
 def vae_statistics(
-    model: BetaVAE, data, rng: np.random.Generator, *, num_samples: int = 4096, batch_size: int = 512
+    model: BetaVAE, data, rng: np.random.Generator, *, num_samples: int = 4096, batch_size: int | None = None
 ) -> dict:
     """Reconstruction loss, KL, KL per dimension, ELBO and active units on ``num_samples`` fresh images.
 
@@ -58,6 +69,7 @@ def vae_statistics(
         ``latent_dim`` floats, nats), ``elbo`` (= −(recon_loss + kl), nats), ``active_units`` (int).
     """
     device = next(model.parameters()).device
+    batch_size = batch_size or inference_batch_size(device)
     was_training = model.training
     model.eval()
     recon_sum, kl_sum, mus = 0.0, None, []

@@ -32,7 +32,7 @@ from optuna.trial import TrialState
 from betasweep.errors import BetasweepError, ConfigError, DivergenceError
 from betasweep.sweeps.objective import Objective
 from betasweep.sweeps.spec import SweepSpec, parse_spec
-from betasweep.tracking import Tracker, TrackingError
+from betasweep.tracking import Tracker
 
 __all__ = [
     "DEFAULT_STORAGE",

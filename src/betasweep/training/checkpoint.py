@@ -11,7 +11,7 @@ import torch
 from betasweep.errors import DataError
 from betasweep.models import BetaVAE, ModelConfig
 
-__all__ = ["CHECKPOINT_FORMAT", "save_checkpoint", "read_checkpoint", "load_checkpoint"]
+__all__ = ["CHECKPOINT_FORMAT", "save_checkpoint", "load_state", "read_checkpoint", "load_checkpoint"]
 
 CHECKPOINT_FORMAT = 1
 
@@ -31,19 +31,28 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     return path
 
 
+def load_state(path: str | os.PathLike, map_location: str | torch.device = "cpu", *, what: str = "checkpoint") -> Any:
+    """``torch.load(path, weights_only=True)`` with one-line errors (no arbitrary code runs).
+
+    Raises:
+        DataError: ``"<what> not found: <path>"``, or the file is not a torch checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{what} not found: {path}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # torch raises pickle/zip/runtime errors for foreign files
+        raise DataError(f"{path}: not a readable checkpoint ({type(error).__name__}: {error})") from None
+
+
 def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint dict with ``weights_only=True`` (no arbitrary code runs).
 
     Raises:
         DataError: the file is missing or is not a betasweep checkpoint.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"checkpoint not found: {path}")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # torch raises pickle/zip/runtime errors for foreign files
-        raise DataError(f"{path}: not a readable checkpoint ({type(error).__name__}: {error})") from None
+    state = load_state(path, map_location)
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT or "model_config" not in state:
         raise DataError(f"{path}: not a betasweep checkpoint (expected format {CHECKPOINT_FORMAT} with a model_config)")
     return state

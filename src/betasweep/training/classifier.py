@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from betasweep.training.checkpoint import load_state
 from betasweep.errors import ConfigError, DataError, DivergenceError
 from betasweep.models.classifier import AttributeClassifier, ClassifierConfig, build_classifier
 from betasweep.training.loop import resolve_device
@@ -388,13 +389,7 @@ def load_classifier(
     Raises:
         DataError: the file is missing or not a betasweep classifier checkpoint.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"classifier checkpoint not found: {path}")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # torch raises pickle/zip/runtime errors for foreign files
-        raise DataError(f"{path}: not a readable checkpoint ({type(error).__name__}: {error})") from None
+    state = load_state(path, map_location, what="classifier checkpoint")
     if not isinstance(state, dict) or state.get("kind") != "attribute_classifier" or "model_config" not in state:
         raise DataError(f"{path}: not a betasweep attribute-classifier checkpoint")
     model = AttributeClassifier(ClassifierConfig(**state["model_config"]))

@@ -15,7 +15,15 @@ import torch
 from tqdm.auto import tqdm
 
 from betasweep.errors import ConfigError, DataError, DivergenceError
-from betasweep.models import BetaVAE, ModelConfig, bernoulli_recon_loss, beta_norm, beta_vae_loss, capacity_loss, kl_per_dim
+from betasweep.models import (
+    BetaVAE,
+    ModelConfig,
+    bernoulli_recon_loss,
+    beta_norm,
+    beta_vae_loss,
+    capacity_loss,
+    kl_per_dim,
+)
 from betasweep.training.checkpoint import read_checkpoint, save_checkpoint
 
 __all__ = ["TrainConfig", "TrainResult", "train", "resolve_device", "seed_sequences"]

@@ -1,0 +1,59 @@
+"""Helpers shared by the tests (and benchmarks/storage.py): the real command, tiny specs, small data.
+
+Importable as ``helpers`` because pytest puts ``tests/`` (which has no ``__init__.py``) on sys.path.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def betasweep_command() -> list[str]:
+    """The installed ``betasweep`` console script (or ``python -m betasweep.cli`` without one)."""
+    exe = shutil.which("betasweep")
+    return [exe] if exe else [sys.executable, "-m", "betasweep.cli"]
+
+
+def run_betasweep(*args: str, check: bool = True, cwd: str | Path | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
+    """Run ``betasweep ARGS`` as a user would; with ``check``, fail showing its stderr."""
+    cmd = [*betasweep_command(), *map(str, args)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{cmd} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def tiny_spec(dsprites_path: str | Path, study: str = "tiny", n_trials: int = 3, **overrides: Any) -> dict[str, Any]:
+    """A sweep spec on the real dSprites grid whose trials take seconds: ~50 steps, a small metric."""
+    spec = {
+        "study": study,
+        "dataset": {"name": "dsprites", "path": str(dsprites_path)},
+        "search_space": {"beta": {"low": 0.5, "high": 8.0, "log": True}, "latent_dim": [3, 5]},
+        "fixed": {"width": 8, "hidden_dim": 32, "batch_size": 16, "learning_rate": 0.001, "log_every": 10},
+        "train_samples": 800,
+        "metric": {"seed": 0, "full": {"num_train": 300, "num_eval": 150, "batch_size": 16, "num_stat_samples": 256}},
+        "sampler": {"name": "tpe", "seed": 0},
+        "pruner": {"name": "none"},
+        "n_trials": n_trials,
+    }
+    spec.update(overrides)
+    return spec
+
+
+def small_celeba_root(sample: Path, root: Path, n_train: int, n_val: int) -> Path:
+    """A CelebA folder of the first ``n_train`` train and ``n_val`` val rows of ``sample``; images symlinked, never copied."""
+    lines = (sample / "list_attr_celeba.txt").read_text().splitlines()
+    partition = dict(line.split() for line in (sample / "list_eval_partition.txt").read_text().splitlines())
+    rows = [line for line in lines[2:] if partition[line.split()[0]] == "0"][:n_train]
+    rows += [line for line in lines[2:] if partition[line.split()[0]] == "1"][:n_val]
+    (root / "list_attr_celeba.txt").write_text("\n".join([str(len(rows)), lines[1], *rows]) + "\n")
+    names = [row.split()[0] for row in rows]
+    (root / "list_eval_partition.txt").write_text("\n".join(f"{n} {partition[n]}" for n in names) + "\n")
+    (root / "img_align_celeba").mkdir()
+    for name in names:
+        (root / "img_align_celeba" / name).symlink_to(sample / "img_align_celeba" / name)
+    return root
