@@ -149,3 +149,20 @@ def test_reseed_ranks_the_top_configuration_by_mean_over_seeds(swept):
     reseeded = client.search_runs([experiment.experiment_id], filter_string="tags.`betasweep.reseed` = '1'")
     assert len(reseeded) == 1 and reseeded[0].data.tags["betasweep.trial"] == str(best.number)
     assert reseeded[0].data.tags["mlflow.parentRunId"] == study.user_attrs["mlflow_parent_run_id"]
+
+
+def test_two_objective_study_reports_a_pareto_front(dsprites_path, tmp_path):
+    from betasweep.sweeps.report import best_trial, write_report
+
+    raw = tiny_spec(dsprites_path, study="pareto", n_trials=2, second_objective="recon_loss",
+                    sampler={"name": "nsgaii", "seed": 0}, pruner={"name": "none"})
+    spec = parse_spec(raw)
+    tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = Tracker(tracking_uri, spec.study)
+    study = create_study(spec, make_storage(f"sqlite:///{tmp_path / 'study.db'}", tracking_uri=tracking_uri), tracker)
+    run_trials(study, spec, tracker, n_trials=2, progress=False)
+    assert [len(t.values) for t in study.trials] == [2, 2]
+    assert all(t.values[1] == pytest.approx(t.user_attrs["recon_loss"]) for t in study.trials)
+    assert best_trial(study) in study.best_trials
+    page = write_report(study, spec, tmp_path / "pareto.html").read_text()
+    assert "Pareto front" in page and "not available" not in page.split("Pareto front")[1][:300]
