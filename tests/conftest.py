@@ -13,6 +13,7 @@ pytest_plugins = ["servers"]
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 DSPRITES_PATH = SHARED_DATA / "dsprites" / "dsprites_downsampled.npz"
+CELEBA_SAMPLE = SHARED_DATA / "celeba-sample"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -60,3 +61,24 @@ def trained_small(dsprites, tmp_path_factory):
     result = train(dsprites, model_config, train_config, checkpoint_path=path,
                    extra={"dataset": "dsprites", "data_path": str(DSPRITES_PATH)})
     return result, path
+
+
+@pytest.fixture(scope="session")
+def celeba_labels():
+    """Attributes, partitions and identities of the real CelebA sample (no images read)."""
+    from betasweep.data.celeba import ATTRIBUTE_FILE, read_labels
+
+    if not (CELEBA_SAMPLE / ATTRIBUTE_FILE).is_file():
+        pytest.skip(f"CelebA sample not found at {CELEBA_SAMPLE}")
+    return read_labels(CELEBA_SAMPLE)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module: on 2 shared, busy cores, two threads made small CPU steps 3-7x slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

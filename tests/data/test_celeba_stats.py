@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from betasweep.data.celeba import ATTRIBUTE_FILE, read_labels
 from betasweep.data.celeba_stats import (
     attribute_correlation,
     attribute_stats,
@@ -21,10 +20,8 @@ SAMPLE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "celeb
 
 
 @pytest.fixture(scope="module")
-def labels():
-    if not (SAMPLE / ATTRIBUTE_FILE).is_file():
-        pytest.skip(f"CelebA sample not found at {SAMPLE}")
-    return read_labels(SAMPLE)
+def labels(celeba_labels):
+    return celeba_labels
 
 
 def test_rates_per_partition_and_imbalance(labels):

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import copy
 import csv
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from betasweep.data.celeba import ATTRIBUTE_FILE, read_labels
 from betasweep.metrics.attribute_naming import (
     attribute_auc,
     format_naming_table,
@@ -24,23 +22,14 @@ from betasweep.metrics.attribute_naming import (
 from betasweep.models import BetaVAE, ModelConfig
 from betasweep.models.classifier import AttributeClassifier, ClassifierConfig, probability_function
 
-SAMPLE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "celeba-sample"
 
 
 @pytest.fixture(scope="module")
-def labels():
-    if not (SAMPLE / ATTRIBUTE_FILE).is_file():
-        pytest.skip(f"CelebA sample not found at {SAMPLE}")
-    return read_labels(SAMPLE)
+def labels(celeba_labels):
+    return celeba_labels
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: faster than two on 2 shared, busy cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
