@@ -228,9 +228,9 @@ def artifact_folder(name: str) -> str:
 
 
 def _beta_norm_of(spec: SweepSpec, params: dict[str, Any]) -> float:
-    values = {**ModelConfig().__dict__, **spec.fixed, **params}
-    channels = 3 if spec.dataset["name"] == "celeba" else 1
-    return beta_norm(values.get("beta", 4.0), values["latent_dim"], values["image_size"] ** 2 * channels)
+    """β_norm of a trial's configs, before its data is loaded (CelebA has 3 channels, the rest 1)."""
+    model_config, train_config = build_configs(spec, params, spec.seed, 3 if spec.dataset["name"] == "celeba" else 1)
+    return beta_norm(train_config.beta, model_config.latent_dim, model_config.num_pixels)
 
 
 def _fmt(value: Any) -> str:

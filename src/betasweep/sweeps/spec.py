@@ -26,9 +26,9 @@ Example (``examples/shapes-quick.yaml``)::
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,11 +46,11 @@ __all__ = ["ParamSpec", "SweepSpec", "load_spec", "parse_spec", "DEFAULT_SPEC", 
 # Config fields a spec may search or fix, with their type. num_channels and image_size follow the
 # data; train_samples, seed and device have keys of their own.
 CONFIG_FIELDS: dict[str, type] = {
-    **{f.name: f.type for f in dataclasses.fields(ModelConfig) if f.name not in ("num_channels", "image_size")},
-    **{f.name: f.type for f in dataclasses.fields(TrainConfig) if f.name not in ("train_samples", "seed", "device")},
+    name: kind
+    for config, own_keys in ((ModelConfig, ("num_channels", "image_size")), (TrainConfig, ("train_samples", "seed", "device")))
+    for name, kind in typing.get_type_hints(config).items()
+    if name not in own_keys
 }
-CONFIG_FIELDS = {name: {"int": int, "float": float, "str": str, "bool": bool}.get(t, t) if isinstance(t, str) else t
-                 for name, t in CONFIG_FIELDS.items()}
 
 SAMPLERS = ("tpe", "random", "nsgaii")
 PRUNERS = ("median", "hyperband", "none")
