@@ -87,3 +87,4 @@ def test_missing_and_malformed_files(tmp_path):
     (tmp_path / "bad.yaml").write_text("study: [unclosed")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_spec(tmp_path / "bad.yaml")
+

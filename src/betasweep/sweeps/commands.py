@@ -164,7 +164,7 @@ def _run_worker(study_name, storage, tracking_uri, max_complete, n_trials, timeo
     """
     from mlflow.exceptions import MlflowException
 
-    from betasweep.sweeps.study import (STORAGE_ERRORS, StorageError, load_study, make_storage, redact, run_trials,
+    from betasweep.sweeps.study import (StorageError, load_study, make_storage, redact, run_trials, storage_failure,
                                         warn_if_shared_sqlite, worker_seed_offset)
     from betasweep.tracking import Tracker, TrackingError
 
@@ -178,12 +178,15 @@ def _run_worker(study_name, storage, tracking_uri, max_complete, n_trials, timeo
         target = spec.n_trials if max_complete is None else (max_complete or None)
         finished = run_trials(the_study, spec, tracker, n_trials=n_trials, timeout=timeout, max_complete=target,
                               progress=progress, echo=_echo)
-    except STORAGE_ERRORS as error:
-        raise StorageError(f"worker lost the study's database {redact(storage)} ({_cause(error)}); its running "
-                           f"trial is retried by another worker after the grace period; restart this worker "
-                           f"when the database is back") from None
-    except MlflowException as error:
-        raise TrackingError(f"worker lost the tracking server {tracking_uri} ({_cause(error)})") from None
+    except Exception as error:
+        lost = storage_failure(error)
+        if lost is not None:
+            raise StorageError(f"worker lost the study's database {redact(storage)} ({_cause(lost)}); its running "
+                               f"trial is retried by another worker after the grace period; restart this worker "
+                               f"when the database is back") from None
+        if isinstance(error, MlflowException):
+            raise TrackingError(f"worker lost the tracking server {tracking_uri} ({_cause(error)})") from None
+        raise
     _echo(f"worker {'done' if finished else 'stopped'}")
 
 

@@ -46,6 +46,7 @@ __all__ = [
     "WorkerStopped",
     "StorageError",
     "STORAGE_ERRORS",
+    "storage_failure",
     "redact",
     "worker_id",
 ]
@@ -71,6 +72,22 @@ def _storage_errors() -> tuple[type[BaseException], ...]:
 
 STORAGE_ERRORS = _storage_errors()
 """What Optuna's RDB storage raises when its database is unreachable or fails mid-operation."""
+
+
+def storage_failure(error: BaseException) -> BaseException | None:
+    """The storage error in ``error``'s chain (itself, its ``__cause__`` or ``__context__``), if any.
+
+    A lost database does not always surface as itself: when ``tell`` fails inside
+    ``study.optimize``, Optuna 5's ``_run_trial`` then raises ``UnboundLocalError``
+    (``updated_state``) with the storage error only as its context.
+    """
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, STORAGE_ERRORS):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
 
 
 class _Storage(RDBStorage):
