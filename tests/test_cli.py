@@ -15,8 +15,29 @@ def run(*args, check=True):
 
 def test_help_lists_the_commands():
     out = run("--help").stdout
-    for command in ("train", "evaluate", "traverse"):
-        assert command in out
+    listed = {line.split()[0] for line in out.split("Commands:")[1].splitlines() if line.strip()}
+    assert listed >= {"train", "evaluate", "traverse", "sweep", "worker", "study", "report", "data", "classifier"}
+
+
+def test_click_code_lives_in_cli_only():
+    """One home for the commands: every module that imports click is in betasweep/cli/, and each
+    command group there is a module named after it."""
+    from pathlib import Path
+
+    import betasweep
+    from betasweep.cli import cli
+
+    package = Path(betasweep.__file__).parent
+    outside = [str(path.relative_to(package)) for path in package.rglob("*.py")
+               if path.parent.name != "cli" and "import click" in path.read_text()]
+    assert outside == []
+    for name in cli.commands:
+        assert (package / "cli" / f"{name.replace('-', '_')}.py").is_file(), name
+
+
+def test_learning_rate_option_matches_the_spec_key():
+    helped = run("train", "--help").stdout
+    assert "--learning-rate" in helped and "--lr" in helped
 
 
 def test_train_evaluate_traverse_on_real_dsprites(dsprites_path, tmp_path):
@@ -34,12 +55,20 @@ def test_train_evaluate_traverse_on_real_dsprites(dsprites_path, tmp_path):
     assert 0 <= evaluated["eval_accuracy"] <= 1 and len(evaluated["kl_per_dim"]) == 5
     again = json.loads(run("evaluate", str(out / "checkpoint.pt"), "--num-train", "200", "--num-eval", "100").stdout)
     assert again["eval_accuracy"] == evaluated["eval_accuracy"]
+    assert {"beta_vae", "factor_vae", "mig", "sap"} <= set(evaluated) and "dci_disentanglement" not in evaluated
+    full = json.loads(run("evaluate", str(out / "checkpoint.pt"), "--num-train", "200", "--num-eval", "100",
+                          "--panel", "all").stdout)
+    assert {"dci_disentanglement", "dci_completeness", "dci_informativeness"} <= set(full)
+    assert {k: full[k] for k in ("beta_vae", "mig", "sap")} == {k: evaluated[k] for k in ("beta_vae", "mig", "sap")}
 
     figures = json.loads(run("traverse", str(out / "checkpoint.pt"), "--out", str(tmp_path / "fig")).stdout)
     traversal = Image.open(figures["traversal"])
-    # make_grid: 10 columns of 64 px + 2 px padding, one row per latent dimension (5).
-    assert traversal.size == (10 * 66 + 2, 5 * 66 + 2)
-    assert Image.open(figures["reconstruction"]).size == (8 * 66 + 2, 2 * 66 + 2)
+    # make_grid: 10 columns of 64 px + 2 px padding, one row per latent dimension (5), plus the labels' margins
+    # (row labels on the left, z values on top).
+    width, height = traversal.size
+    assert 10 * 66 + 2 + 40 < width < 10 * 66 + 2 + 200 and 5 * 66 + 2 + 10 < height < 5 * 66 + 2 + 40
+    width, height = Image.open(figures["reconstruction"]).size
+    assert 8 * 66 + 2 < width < 8 * 66 + 2 + 100 and height == 2 * 66 + 2
 
 
 @pytest.mark.parametrize(
@@ -51,6 +80,7 @@ def test_train_evaluate_traverse_on_real_dsprites(dsprites_path, tmp_path):
         (["train", "--latent-dim", "0", "--out", "OUT"], "--latent-dim"),
         (["train", "--dataset", "dsprites", "--out", "OUT"], "needs a data path"),
         (["evaluate", "/nonexistent/checkpoint.pt"], "checkpoint not found"),
+        (["evaluate", "/nonexistent/checkpoint.pt", "--panel", "mig,irs"], "unknown metric 'irs'"),
         (["train", "--dataset", "mnist", "--out", "OUT"], "--dataset"),
     ],
 )

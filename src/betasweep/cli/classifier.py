@@ -1,45 +1,14 @@
-"""The CelebA commands of ``betasweep``: ``data stats``, ``classifier train``, ``classifier evaluate``.
-
-Heavy modules (torch, torchvision, plotly) are imported inside the command functions so that
-``betasweep --help`` stays fast.
-"""
+"""``betasweep classifier train|evaluate``: the CelebA attribute classifier (transfer learning)."""
 
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import click
 
-ROOT_HELP = "CelebA directory: list_attr_celeba.txt, list_eval_partition.txt and (for images) img_align_celeba/."
-
-
-@click.group("data")
-def data_group():
-    """Inspect datasets."""
-
-
-@data_group.command("stats")
-@click.option("--root", type=click.Path(path_type=Path), required=True, help=ROOT_HELP)
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("celeba-stats.html"),
-              show_default=True, help="Offline HTML report (correlation heatmap, most correlated pairs).")
-@click.option("--top", type=click.IntRange(min=1), default=15, show_default=True, help="Correlated pairs listed.")
-def data_stats(root, out, top):
-    """Print each attribute's positive rate per partition and its imbalance; write the HTML report."""
-    from betasweep.data.celeba import read_labels
-    from betasweep.data.celeba_stats import attribute_stats, format_stats_table, top_correlated_pairs, write_stats_report
-
-    start = time.perf_counter()
-    labels = read_labels(root)
-    stats = attribute_stats(labels)
-    click.echo(format_stats_table(stats))
-    click.echo("\nmost correlated pairs (phi):")
-    for a, b, r in top_correlated_pairs(stats.correlation, stats.attribute_names, top):
-        click.echo(f"  {a:<20} {b:<20} {r:+.3f}")
-    path = write_stats_report(stats, out, root=str(labels.root), top=top)
-    click.echo(f"\nreport: {path}  ({labels.num_rows} images, {time.perf_counter() - start:.1f} s)")
-
+from betasweep.cli._common import progress_option
+from betasweep.cli.data import ROOT_HELP
 
 @click.group("classifier")
 def classifier_group():
@@ -56,7 +25,8 @@ def classifier_group():
               help="Centre crop of the 178x218 JPEGs before resizing.")
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
-@click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
+@click.option("--learning-rate", "--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True),
+              default=1e-3, show_default=True)
 @click.option("--weight-decay", type=click.FloatRange(min=0), default=1e-4, show_default=True)
 @click.option("--patience", type=click.IntRange(min=1), default=3, show_default=True,
               help="Epochs without a better val mean accuracy before stopping.")
@@ -74,7 +44,7 @@ def classifier_group():
               help="Image cache directory [default: $BETASWEEP_CACHE or ~/.cache/betasweep].")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Directory for classifier.pt and metrics.json.")
-@click.option("--progress/--no-progress", default=True, show_default=True)
+@progress_option("training")
 @click.option("--tracking-uri", default=None,
               help="Log the run to MLflow (sqlite:///mlflow.db or http://host:5000): params, per-epoch curves, "
                    "val metrics, checkpoint.")
@@ -172,4 +142,4 @@ def classifier_evaluate(checkpoint, root, partition, cache_dir, as_json):
     click.echo(json.dumps(report, indent=2) if as_json else format_report(report))
 
 
-COMMANDS: list[click.Command] = [data_group, classifier_group]
+command = classifier_group

@@ -1,0 +1,98 @@
+"""Options and helpers shared by several commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+EXIT_USAGE = 2
+
+STORAGE_HELP = ("Optuna storage URL: sqlite:///betasweep.db (one process), postgresql+psycopg://user:pw@host/db, "
+                "or grpc://host:port (betasweep storage-proxy).")
+TRACKING_HELP = "MLflow tracking URI: sqlite:///mlflow.db (local) or http://host:5000 (a tracking server)."
+
+CHECKPOINT_ARG = click.argument("checkpoint")
+TRACKING_OPTION = click.option("--tracking-uri", default="sqlite:///mlflow.db", show_default=True,
+                               help="MLflow store for runs:/ and models:/ checkpoints.")
+
+
+def emit_json(obj) -> None:
+    """The command's result on stdout, as indented JSON."""
+    click.echo(json.dumps(obj, indent=2))
+
+
+def echo(message: str) -> None:
+    """A progress or status line, on stderr (stdout carries the result)."""
+    click.echo(message, err=True)
+
+
+def progress_option(what: str = "training"):
+    """``--progress/--no-progress``: a progress bar of ``what``; by default only when stderr is a terminal.
+
+    The command gets a bool (:func:`show_progress` resolves the default): in a file or CI log a bar is
+    thousands of carriage-return updates, so there the commands print a few plain lines instead.
+    """
+    return click.option("--progress/--no-progress", default=None,
+                        help=f"Progress bar of the {what} [default: when stderr is a terminal].",
+                        callback=lambda ctx, param, value: show_progress(value))
+
+
+def show_progress(value: bool | None) -> bool:
+    """``value`` if given, else whether stderr is a terminal."""
+    import sys
+
+    return sys.stderr.isatty() if value is None else bool(value)
+
+
+def echo_links(tracker, best_run_id: str | None = None) -> None:
+    """Where to look in the MLflow UI: the command serving a local store, the study's runs, the best trial's run.
+
+    Links open the UI's training view (``?workflowType=machine_learning``; see :mod:`betasweep.tracking.ui`).
+    """
+    command = tracker.ui_command()
+    if command:
+        echo(f"MLflow UI: {command}   (then open the links below)")
+    echo(f"  study's runs: {tracker.experiment_link()}")
+    if best_run_id:
+        echo(f"  best trial:   {tracker.run_link(best_run_id)}")
+        echo(f"  its traversal: {tracker.artifact_link(best_run_id, 'figures/traversal.png')}")
+
+
+def storage_option(default: str | None):
+    return click.option("--storage", default=default, show_default=default is not None, help=STORAGE_HELP)
+
+
+def model_and_data(checkpoint: str, data_path: Path | None, tracking_uri: str):
+    """The model of CHECKPOINT (a file, ``runs:/RUN_ID/checkpoint`` or ``models:/NAME@best``) and its dataset."""
+    import tempfile
+
+    from betasweep.data import load_dataset
+    from betasweep.training import load_checkpoint, resolve_device
+
+    if checkpoint.startswith(("runs:/", "models:/")):
+        from betasweep.tracking import download_checkpoint
+
+        checkpoint = download_checkpoint(checkpoint, tracking_uri, tempfile.mkdtemp(prefix="betasweep-checkpoint-"))
+    model, state = load_checkpoint(checkpoint, map_location=resolve_device("auto"))
+    info = state.get("data") or {}
+    name = info.get("dataset", "shapes")
+    path = data_path if data_path is not None else info.get("data_path")
+    return model, state, load_dataset(name, path, subsample=info.get("subsample"))
+
+
+def study_summary(study, spec) -> dict:
+    """The best trial of ``study`` in a few fields (printed as JSON by ``sweep`` and ``report``)."""
+    from betasweep.sweeps.report import best_trial
+
+    best = best_trial(study)
+    params = {**spec.fixed, **best.params}
+    return {
+        "study": study.study_name,
+        "best_trial": best.number,
+        "score": best.values[0],
+        **{k: params.get(k) for k in ("beta", "latent_dim", "width", "batch_size") if k in params},
+        "beta_norm": best.user_attrs.get("beta_norm"),
+        "mlflow_run_id": best.user_attrs.get("mlflow_run_id"),
+    }

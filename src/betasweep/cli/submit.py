@@ -1,0 +1,155 @@
+"""``betasweep submit``: N workers of a study as one Slurm job array (or N local processes), through submitit."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from betasweep.cli._common import STORAGE_HELP, TRACKING_HELP, echo
+
+
+@click.command("submit")
+@click.argument("spec_path", metavar="[SPEC]", required=False, type=click.Path(path_type=Path))
+@click.option("--study", "study_name", default=None, help="An existing study (or the study of SPEC, created if missing).")
+@click.option("--storage", required=True, help=STORAGE_HELP + " Slurm tasks need PostgreSQL or grpc://.")
+@click.option("--tracking-uri", default=None, help=TRACKING_HELP + " [default: the one the study was created with]")
+@click.option("--workers", type=click.IntRange(min=1), required=True, help="Workers: one array task each.")
+@click.option("--cluster", type=click.Choice(["auto", "slurm", "local"]), default="auto", show_default=True,
+              help="slurm: a job array; local: processes on this machine (submitit's local executor); "
+                   "auto: slurm when sbatch is on PATH.")
+@click.option("--partition", default=None, help="Slurm partition [default: the cluster's].")
+@click.option("--time", "time_min", type=click.IntRange(min=1), default=60, show_default=True,
+              help="Each task's time limit, minutes; a task that reaches it is requeued, its trial retried.")
+@click.option("--cpus-per-worker", type=click.IntRange(min=1), default=1, show_default=True,
+              help="--cpus-per-task of each task (and its torch threads).")
+@click.option("--gpus-per-worker", type=click.IntRange(min=0), default=0, show_default=True, help="GPUs per task.")
+@click.option("--mem", "mem_gb", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Memory per task, GiB [default: the partition's].")
+@click.option("--max-parallel", type=click.IntRange(min=1), default=None,
+              help="Array throttle: at most this many tasks run at once [default: all].")
+@click.option("--slurm-arg", "slurm_args", multiple=True, metavar="KEY=VALUE",
+              help="Any other sbatch option, repeatable: account=lab, qos=long, constraint=a100.")
+@click.option("--signal-lead", type=click.IntRange(min=10), default=120, show_default=True,
+              help="Seconds before the time limit at which Slurm warns the task (SIGUSR2) to close its trial.")
+@click.option("--max-complete-trials", type=click.IntRange(min=0), default=None,
+              help="The study-wide target of complete trials (0: none) [default: the spec's n_trials].")
+@click.option("--heartbeat-interval", type=click.IntRange(min=1), default=60, show_default=True,
+              help="Seconds between a worker's heartbeats.")
+@click.option("--grace-period", type=click.IntRange(min=2), default=180, show_default=True,
+              help="Seconds without a heartbeat after which a trial counts as dead and is retried.")
+@click.option("--log-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for the tasks' logs and submitit's files, on a filesystem the nodes share "
+                   "[default: ./betasweep-jobs/STUDY].")
+@click.option("--dry-run", is_flag=True, help="Print the batch script that would be submitted; submit nothing.")
+def submit(spec_path, study_name, storage, tracking_uri, workers, cluster, partition, time_min, cpus_per_worker,
+           gpus_per_worker, mem_gb, max_parallel, slurm_args, signal_lead, max_complete_trials, heartbeat_interval,
+           grace_period, log_dir, dry_run):
+    """Start N workers of a study as one Slurm job array, through submitit.
+
+    Give an existing study (--study) or a SPEC (its study is created first, as `study create`
+    does). Each array task runs `betasweep worker` with the options given here. A task that is
+    preempted, cancelled with a signal or reaches --time marks its running trial failed with the
+    reason, closes its MLflow run and is requeued; the trial's params run again, and the study
+    still ends with exactly its target of complete trials.
+
+    --cluster local starts the same workers as processes on this machine and waits for them.
+    """
+    from betasweep.sweeps import launcher
+
+    resources = launcher.Resources(workers=workers, time_min=time_min, partition=partition,
+                                   cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker, mem_gb=mem_gb,
+                                   max_parallel=max_parallel, slurm_args=launcher.parse_slurm_args(slurm_args),
+                                   signal_lead_s=signal_lead)
+    spec = None
+    if spec_path is not None:
+        from betasweep.sweeps.spec import load_spec
+
+        spec = load_spec(spec_path)
+        if study_name is not None and study_name != spec.study:
+            raise click.UsageError(f"--study {study_name!r} differs from SPEC's study {spec.study!r}")
+        study_name = spec.study
+    if study_name is None:
+        raise click.UsageError("give --study NAME (an existing study) or a SPEC")
+    job_name = f"betasweep-{study_name}"
+    folder = (log_dir or Path("betasweep-jobs") / study_name).resolve()
+
+    if dry_run:
+        target = max_complete_trials if max_complete_trials is not None else (spec.n_trials if spec else None)
+        argv = launcher.worker_argv(study_name, storage, tracking_uri=tracking_uri,
+                                    max_complete=target if target is not None else 0,
+                                    heartbeat_interval=heartbeat_interval, grace_period=grace_period)
+        if target is None:  # the study's target is read from the study at submission
+            argv = [a for i, a in enumerate(argv) if a != "--max-complete-trials" and argv[i - 1] != "--max-complete-trials"]
+        if cluster in ("slurm", "auto"):
+            launcher.check_storage_for("slurm", storage)
+            click.echo(launcher.sbatch_script(folder, job_name, resources, argv))
+        else:
+            click.echo("\n".join(f"# local process {i}: {launcher.shown_command(argv)}" for i in range(workers)))
+        echo(f"dry run: nothing submitted ({workers} worker(s); logs would go to {folder})")
+        return
+
+    cluster = launcher.resolve_cluster(cluster)
+    launcher.check_storage_for(cluster, storage)
+    the_study, spec, tracker = _open_study(spec, study_name, storage, tracking_uri, heartbeat_interval, grace_period)
+    target = spec.n_trials if max_complete_trials is None else max_complete_trials
+    tracking_uri = tracker.tracking_uri
+    argv = launcher.worker_argv(study_name, storage, tracking_uri=tracking_uri, max_complete=target,
+                                heartbeat_interval=heartbeat_interval, grace_period=grace_period)
+    local = launcher.local_only_addresses(storage, tracking_uri) if cluster == "slurm" else []
+    if local:
+        echo(f"warning: {', '.join(local)} is this machine's loopback address: tasks on other nodes cannot reach it "
+             "(use a host name the compute nodes resolve)")
+    if storage.startswith("sqlite") and workers > 1:
+        echo("warning: SQLite storage is for one process; for several workers use PostgreSQL "
+             "(--storage postgresql+psycopg://USER:PASSWORD@HOST:5432/DB)")
+    from betasweep.cli import main
+
+    folder.mkdir(parents=True, exist_ok=True)
+    task = launcher.WorkerTask(main, argv, study_name, storage, target)
+    jobs = launcher.submit_workers(cluster, folder, job_name, resources, task)
+    job_id = jobs[0].job_id.split("_")[0]
+    link = tracker.experiment_link()  # the UI's training view of the study's runs
+    result = {"cluster": cluster, "job_id": job_id, "tasks": [j.job_id for j in jobs], "study": study_name,
+              "target": target, "logs": str(folder), "mlflow": link}
+    click.echo(json.dumps(result))
+    echo(f"submitted {workers} worker(s) of study {study_name!r} ({cluster}, job {job_id}); "
+         f"{sum(t.state.name == 'COMPLETE' for t in the_study.get_trials(deepcopy=False))}/{target} trials complete")
+    echo(f"logs: {folder}/{job_id}_*_log.out (one per task)")
+    echo(f"MLflow: {link}" + (f"   (served by: {tracker.ui_command()})" if tracker.ui_command() else ""))
+    if cluster == "slurm":
+        echo(f"follow: squeue -j {job_id}    stop: scancel {job_id} (running trials are retried on resubmission)")
+        return
+    _wait_local(jobs)
+
+
+def _open_study(spec, study_name, storage, tracking_uri, heartbeat_interval, grace_period):
+    """The study (created from ``spec`` if given and missing), its spec and its tracker; checks both servers answer."""
+    from betasweep.sweeps.study import create_study, load_study, make_storage
+    from betasweep.tracking import DEFAULT_TRACKING_URI, Tracker
+
+    the_storage = make_storage(storage, tracking_uri=tracking_uri, heartbeat_interval=heartbeat_interval,
+                               grace_period=grace_period)
+    if spec is not None:
+        tracker = Tracker(tracking_uri or DEFAULT_TRACKING_URI, spec.study)
+        return create_study(spec, the_storage, tracker, load_if_exists=True), spec, tracker
+    the_study, spec = load_study(study_name, the_storage)
+    tracker = Tracker(tracking_uri or the_study.user_attrs.get("mlflow_tracking_uri", DEFAULT_TRACKING_URI), spec.study)
+    return the_study, spec, tracker
+
+
+def _wait_local(jobs) -> None:
+    """Wait for local worker processes; Ctrl-C stops them (each closes its trial) and exits."""
+    try:
+        for i, job in enumerate(jobs):
+            outcome = job.result()
+            echo(f"worker {i} ({job.job_id}): {outcome}")
+    except KeyboardInterrupt:
+        for job in jobs:
+            job.cancel(check=False)
+        echo("stopping the local workers (each closes its running trial)")
+        raise
+
+
+command = submit

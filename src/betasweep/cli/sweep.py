@@ -1,0 +1,46 @@
+"""``betasweep sweep``: create (or load) a study and run its trials in this process."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from betasweep.cli._common import TRACKING_HELP, echo, echo_links, progress_option, storage_option, study_summary
+
+@click.command("sweep")
+@click.argument("spec_path", metavar="[SPEC]", required=False, type=click.Path(path_type=Path))
+@click.option("--n-trials", type=click.IntRange(min=1), default=None, help="Trials to run here [default: the spec's].")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None, help="Stop starting trials after this many seconds.")
+@storage_option("sqlite:///betasweep.db")
+@click.option("--tracking-uri", default="sqlite:///mlflow.db", show_default=True, help=TRACKING_HELP)
+@progress_option("trials' training")
+def sweep(spec_path, n_trials, timeout, storage, tracking_uri, progress):
+    """Create (or load) the study of SPEC and run its trials in this process.
+
+    With no SPEC: a short default sweep on the embedded defaults (procedural shapes, SQLite study,
+    local MLflow store): 6 trials of 2 seeds each at batch 16, scored by the panel without DCI.
+    """
+    from betasweep.sweeps.spec import load_spec
+    from betasweep.sweeps.study import create_study, make_storage, run_trials, warn_if_shared_sqlite
+    from betasweep.tracking import Tracker
+
+    spec = load_spec(spec_path)
+    tracker = Tracker(tracking_uri, spec.study)
+    the_study = create_study(spec, make_storage(storage, tracking_uri=tracking_uri), tracker, load_if_exists=True)
+    warn_if_shared_sqlite(storage, the_study, worker=False, echo=echo)
+    echo(f"study {spec.study!r}: {len(the_study.trials)} trial(s) so far; storage {storage}, tracking {tracking_uri}")
+    run_trials(the_study, spec, tracker, n_trials=n_trials or spec.n_trials, timeout=timeout or spec.timeout,
+               progress=progress, echo=echo, end_parent=True)
+    if not any(t.state.name == "COMPLETE" for t in the_study.get_trials(deepcopy=False)):
+        echo(f"study {spec.study!r} has no complete trial yet")
+        echo_links(tracker)
+        return
+    summary = study_summary(the_study, spec)
+    click.echo(json.dumps(summary, indent=2))
+    echo_links(tracker, summary.get("mlflow_run_id"))
+    echo(f"next: betasweep report --study {spec.study} --storage {storage} --tracking-uri {tracking_uri}")
+
+
+command = sweep
