@@ -341,3 +341,50 @@ def mlflow_server(postgres_server: PostgresServer, tmp_path_factory: pytest.Temp
         yield server.uri
     finally:
         server.stop()
+
+
+# --- a real browser -------------------------------------------------------------------------------------
+def find_chromium() -> str:
+    """Debian's `chromium` (or `chromium-browser`, `google-chrome`) on PATH."""
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    raise ServerUnavailable("no Chromium on PATH; install Debian's `chromium` package (apt-get install -y chromium)")
+
+
+class Chromium:
+    """Headless Chromium on loopback pages: `open(url)` renders a page (JavaScript run for a virtual-time budget),
+    returns its DOM after rendering and optionally writes a screenshot.
+
+    Each call starts a fresh browser with an empty profile of its own, so nothing a page stored in the
+    browser (MLflow keeps the UI's chosen mode in localStorage) carries over to the next page.
+    """
+
+    def __init__(self, base_dir: str | Path) -> None:
+        self.executable = find_chromium()
+        self.base_dir = Path(base_dir)
+
+    def open(self, url: str, *, screenshot: str | Path | None = None, window: tuple[int, int] = (1400, 1000),
+             budget_ms: int = 10_000, timeout: float = 120.0) -> str:
+        profile = Path(tempfile.mkdtemp(prefix="profile-", dir=self.base_dir))
+        command = [self.executable, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                   "--disable-dev-shm-usage", f"--user-data-dir={profile}", f"--window-size={window[0]},{window[1]}",
+                   f"--virtual-time-budget={budget_ms}", "--dump-dom"]
+        if screenshot is not None:
+            command.append(f"--screenshot={screenshot}")
+        result = subprocess.run([*command, url], capture_output=True, text=True, timeout=timeout,
+                                stdin=subprocess.DEVNULL, cwd=self.base_dir)
+        shutil.rmtree(profile, ignore_errors=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"chromium exited {result.returncode} on {url}:\n{result.stderr[-2000:]}")
+        return result.stdout
+
+
+@pytest.fixture(scope="session")
+def chromium(tmp_path_factory: pytest.TempPathFactory) -> Chromium:
+    """Headless Chromium (Debian's `chromium` package; skipped without it, a failure under CI)."""
+    try:
+        return Chromium(tmp_path_factory.mktemp("chromium"))
+    except ServerUnavailable as error:
+        _unavailable(str(error))

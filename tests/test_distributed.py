@@ -208,6 +208,9 @@ def test_three_workers_share_one_study_to_exactly_n_complete_trials(make_study, 
     runs = child_runs(study)
     assert sorted(runs) == numbers and all(len(r) == 1 for r in runs.values())
     assert_complete_trials_have_one_finished_run_with_artifacts(study, trials, tmp_path / "downloads")
+    # the worker that saw the study reach its target ended the study's MLflow run
+    parent = study.load().user_attrs["mlflow_parent_run_id"]
+    assert MlflowClient(study.tracking_uri).get_run(parent).info.status == "FINISHED"
     # A worker that joins a finished study stops at once (here in this process: the same loop).
     from betasweep.sweeps.study import load_study, make_storage, run_trials
     from betasweep.tracking import Tracker
