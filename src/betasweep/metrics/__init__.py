@@ -10,11 +10,38 @@ from betasweep.metrics.attribute_naming import (
     write_naming_csv,
     write_naming_heatmap,
 )
+from betasweep.metrics.dci import dci
+from betasweep.metrics.encoding import Encoding, GridEncoding, LabelledEncoding, encoding_of
+from betasweep.metrics.conditional import control, labelled_view, leakage
 from betasweep.metrics.evaluate import MetricConfig, disentanglement_score, evaluate_model, held_out
+from betasweep.metrics.factor_vae import factor_vae_score
+from betasweep.metrics.mig import mig
+from betasweep.metrics.panel import DEFAULT_PANEL, PANEL_KEYS, PANEL_METRICS, check_panel, panel_scores
+from betasweep.metrics.sap import sap_score
+from betasweep.metrics.udr import udr, udr_images, udr_of_models
 from betasweep.metrics.vae import active_units, representation_function, vae_statistics
 from betasweep.metrics.weak_label import encode_images, weak_label_score
 
 __all__ = [
+    "DEFAULT_PANEL",
+    "PANEL_KEYS",
+    "PANEL_METRICS",
+    "check_panel",
+    "Encoding",
+    "GridEncoding",
+    "LabelledEncoding",
+    "dci",
+    "encoding_of",
+    "factor_vae_score",
+    "mig",
+    "panel_scores",
+    "sap_score",
+    "udr",
+    "udr_images",
+    "udr_of_models",
+    "control",
+    "labelled_view",
+    "leakage",
     "attribute_auc",
     "disentanglement_score",
     "encode_images",

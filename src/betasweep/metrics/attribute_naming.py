@@ -198,7 +198,7 @@ def measure_dimension_names(
     """Both measurements and the naming table for a β-VAE on held-out images.
 
     Args:
-        model: a 3-channel :class:`~betasweep.models.BetaVAE`.
+        model: a 3-channel unconditional VAE (:class:`~betasweep.models.BetaVAE`, an nvae: its representation).
         images: float32 ``(n, 3, 64, 64)`` in [0, 1], held-out (e.g. the val partition).
         attributes: bool ``(n, A)`` of the same images.
         classifier: images → attribute probabilities (see :data:`ClassifierFn`), or None to skip Δp.
@@ -220,7 +220,7 @@ def measure_dimension_names(
     try:
         with torch.no_grad():
             mu = np.concatenate([
-                model.encode(torch.as_tensor(np.asarray(images[i : i + batch_size], np.float32), device=device))[0]
+                model.representation(torch.as_tensor(np.asarray(images[i : i + batch_size], np.float32), device=device))
                 .float().cpu().numpy()
                 for i in range(0, len(images), batch_size)
             ])

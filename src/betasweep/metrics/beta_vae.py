@@ -11,7 +11,8 @@ and scored on ``num_train`` (``train_accuracy``) and on ``num_eval`` further poi
 :func:`beta_vae_score` draws every factor vector first and encodes each distinct image once: the
 representation is deterministic, so this gives the same features as re-encoding all
 ``(num_train + num_eval) · 2 · batch_size`` images (1.92 million at the defaults), which
-:func:`beta_vae_score_reference` does, on the same pairs, for comparison.
+:func:`beta_vae_score_reference` does, on the same pairs, for comparison. The codes live in a
+:class:`~betasweep.metrics.encoding.GridEncoding`, which the other metrics of a panel share.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
 from betasweep.data.base import GroundTruthData
+from betasweep.metrics.encoding import GridEncoding, check_counts, encoding_of
 
 __all__ = ["RepresentationFn", "beta_vae_score", "beta_vae_score_reference", "sample_pair_factors"]
 
@@ -71,7 +73,7 @@ def _fit_and_score(train_x, train_y, eval_x, eval_y) -> dict[str, float]:
 
 def beta_vae_score(
     data: GroundTruthData,
-    representation_fn: RepresentationFn,
+    representation_fn: RepresentationFn | GridEncoding,
     rng: np.random.Generator,
     *,
     batch_size: int = 64,
@@ -83,7 +85,9 @@ def beta_vae_score(
 
     Args:
         data: ground-truth data whose images are a deterministic function of the factors.
-        representation_fn: ``(n, C, 64, 64) float32 → (n, d)``, deterministic.
+        representation_fn: ``(n, C, 64, 64) float32 → (n, d)``, deterministic; or a
+            :class:`~betasweep.metrics.encoding.GridEncoding` of ``data`` shared with other metrics
+            (images it already holds are not encoded again).
         rng: the metric's randomness; pass a freshly seeded one to score every model on the same
             factor pairs.
         batch_size: image pairs averaged into one feature (64).
@@ -95,20 +99,22 @@ def beta_vae_score(
         ``1 / data.num_factors``.
 
     Raises:
-        ValueError: a count is < 1.
+        ValueError: a count is < 1; the representation is not ``(n, d)``.
     """
-    if min(batch_size, num_train, num_eval) < 1:
-        raise ValueError(f"batch_size, num_train and num_eval must be >= 1, got {batch_size}, {num_train}, {num_eval}")
+    check_counts(batch_size=batch_size, num_train=num_train, num_eval=num_eval)
+    encoding = encoding_of(data, representation_fn, encode_batch_size=encode_batch_size)
+    if not isinstance(encoding, GridEncoding):
+        raise ValueError("the Higgins score needs ground-truth data (a simulator); on CelebA use weak_label_score")
     labels, factors1, factors2 = sample_pair_factors(data, rng, num_train + num_eval, batch_size)
     flat = np.stack([data.flat_index(factors1.reshape(-1, data.num_factors)),
                      data.flat_index(factors2.reshape(-1, data.num_factors))])  # (2, points * batch)
-    unique, inverse = np.unique(flat, return_inverse=True)
-    reps = np.concatenate([
-        np.asarray(representation_fn(data.images_from_factors(data.factors_from_flat_index(chunk))), dtype=np.float64)
-        for chunk in np.array_split(unique, max(1, -(-len(unique) // encode_batch_size)))
-    ])  # (num_unique, d)
-    inverse = inverse.reshape(2, len(labels), batch_size)
-    features = np.abs(reps[inverse[0]] - reps[inverse[1]]).mean(axis=1)  # (points, d)
+    encoding.codes(np.unique(flat))  # every distinct image encoded once, in one pass
+    flat = flat.reshape(2, len(labels), batch_size)
+    features = np.empty((len(labels), encoding.num_dims))  # (points, d)
+    step = max(1, 2**21 // batch_size)  # bounds the (step, batch, d) temporaries
+    for start in range(0, len(labels), step):
+        block = slice(start, start + step)
+        features[block] = np.abs(encoding.codes(flat[0, block]) - encoding.codes(flat[1, block])).mean(axis=1)
     return _fit_and_score(features[:num_train], labels[:num_train], features[num_train:], labels[num_train:])
 
 

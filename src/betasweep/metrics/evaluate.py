@@ -1,4 +1,4 @@
-"""One call that scores a trained model: the disentanglement score plus the VAE statistics."""
+"""One call that scores a trained model: the metric panel plus the VAE statistics."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from betasweep.data.base import GroundTruthData
 from betasweep.errors import ConfigError
-from betasweep.metrics.beta_vae import beta_vae_score
+from betasweep.metrics.conditional import labelled_view
+from betasweep.metrics.encoding import held_out
+from betasweep.metrics.panel import DEFAULT_PANEL, PANEL_METRICS, panel_scores
 from betasweep.metrics.vae import representation_function, vae_statistics
-from betasweep.metrics.weak_label import weak_label_score
 from betasweep.models import BetaVAE
 
 __all__ = ["MetricConfig", "disentanglement_score", "evaluate_model", "held_out"]
@@ -23,11 +23,14 @@ class MetricConfig:
 
     Attributes:
         seed: the metric's seed, fixed across trials so every model is scored on the same pairs.
-        batch_size, num_train, num_eval: the Higgins metric's (disentanglement_lib defaults 64,
-            10,000, 5,000); the weak-label metric on CelebA uses the same.
+        batch_size, num_train, num_eval: points of every metric of the panel (disentanglement_lib's
+            defaults 64, 10,000, 5,000 for all of them; MIG uses ``num_train`` only, FactorVAE also
+            ``num_train`` images for its global variances); the weak-label metric on CelebA uses the same.
         num_stat_samples: images for recon loss, KL and active units.
         attribute_subset: CelebA only: the attributes that may be labels of the weak-label metric
             (default all 40).
+        panel: the metrics :func:`evaluate_model` computes, names from
+            :data:`~betasweep.metrics.panel.PANEL_METRICS` (default all but DCI, the slow one).
     """
 
     seed: int = 0
@@ -36,6 +39,7 @@ class MetricConfig:
     num_eval: int = 5_000
     num_stat_samples: int = 4096
     attribute_subset: tuple[str, ...] | None = None
+    panel: tuple[str, ...] = DEFAULT_PANEL
 
     def __post_init__(self):
         for name in ("batch_size", "num_train", "num_eval", "num_stat_samples"):
@@ -43,47 +47,48 @@ class MetricConfig:
                 raise ConfigError(f"metric {name} must be >= 1, got {getattr(self, name)}")
         if self.attribute_subset is not None:
             object.__setattr__(self, "attribute_subset", tuple(self.attribute_subset))
+        panel = (self.panel,) if isinstance(self.panel, str) else tuple(self.panel)
+        for name in panel:
+            if name not in PANEL_METRICS:
+                raise ConfigError(f"metric panel: unknown metric {name!r}; expected some of {', '.join(PANEL_METRICS)}")
+        if not panel:
+            raise ConfigError(f"metric panel: empty; expected some of {', '.join(PANEL_METRICS)}")
+        object.__setattr__(self, "panel", tuple(dict.fromkeys(panel)))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
-def held_out(data):
-    """The data a model is scored on: ground-truth simulators and grids themselves (as in
-    disentanglement_lib), CelebA's val partition."""
-    return data if isinstance(data, GroundTruthData) else data.with_partition("val")
-
-
 def disentanglement_score(model: BetaVAE, data, config: MetricConfig, rng: np.random.Generator) -> dict[str, float]:
-    """The sweep's objective: ``{"train_accuracy", "eval_accuracy"}``.
+    """The sweep's cheap score: ``{"train_accuracy", "eval_accuracy"}`` of the Higgins metric alone.
 
     Ground-truth data (dSprites, shapes): the Higgins et al. 2017 metric
     (:func:`~betasweep.metrics.beta_vae_score`). CelebA: the weak-label variant on the val partition,
     attributes as weakly labelled factors (:func:`~betasweep.metrics.weak_label_score`; Higgins et
-    al. 2017, Sec. 3, propose it for choosing β on data without a simulator).
+    al. 2017, Sec. 3, propose it for choosing β on data without a simulator). Equal to the
+    ``train_accuracy``/``eval_accuracy`` of :func:`~betasweep.metrics.panel.panel_scores` with the
+    same ``rng`` (the panel's ``beta_vae`` child).
     """
-    represent = representation_function(model)
-    if isinstance(data, GroundTruthData):
-        return beta_vae_score(data, represent, rng, batch_size=config.batch_size,
-                              num_train=config.num_train, num_eval=config.num_eval)
-    val = held_out(data)
-    return weak_label_score(
-        val.attributes, represent, rng, images=val.images, batch_size=config.batch_size, num_train=config.num_train,
-        num_eval=config.num_eval, attribute_subset=list(config.attribute_subset) if config.attribute_subset else None,
-        attribute_names=val.attribute_names,
-    )
+    score = panel_scores(labelled_view(model, data), representation_function(model), rng, metrics=("beta_vae",), config=config)
+    return {"train_accuracy": score["train_accuracy"], "eval_accuracy": score["eval_accuracy"]}
 
 
 def evaluate_model(model: BetaVAE, data, config: MetricConfig = MetricConfig()) -> dict:
     """Score ``model`` on ``data`` (ground-truth data, or CelebA on its val partition).
 
     Returns:
-        ``train_accuracy``, ``eval_accuracy`` (:func:`disentanglement_score` on the encoder mean),
-        ``recon_loss``, ``kl``, ``kl_per_dim``, ``elbo`` (nats) and ``active_units``; see
+        ``train_accuracy``, ``eval_accuracy`` (the Higgins score on ground-truth data, the weak-label
+        score on CelebA, as :func:`disentanglement_score`; always computed, in the panel or not), the keys of ``config.panel``'s metrics
+        (:func:`~betasweep.metrics.panel.panel_scores`: ``beta_vae``, ``factor_vae``, ``mig``,
+        ``sap``, ``dci_disentanglement``, ``dci_completeness``, ``dci_informativeness``; CelebA:
+        ``weak_label`` instead of ``beta_vae``, no ``factor_vae``), ``recon_loss``, ``kl``,
+        ``kl_per_dim``, ``elbo`` (nats) and ``active_units``; see
         :func:`~betasweep.metrics.vae_statistics`. The same ``config.seed`` gives the same figures
-        for the same weights.
+        for the same weights; every metric is computed from one encoding of the data.
     """
     score_seq, stats_seq = np.random.SeedSequence(config.seed).spawn(2)
-    score = disentanglement_score(model, data, config, np.random.default_rng(score_seq))
+    metrics = ("beta_vae", *config.panel)
+    score = panel_scores(labelled_view(model, data), representation_function(model), np.random.default_rng(score_seq), metrics=metrics,
+                         config=config)
     stats = vae_statistics(model, held_out(data), np.random.default_rng(stats_seq), num_samples=config.num_stat_samples)
     return {**score, **stats}
