@@ -9,5 +9,7 @@ from betasweep.tracking.mlflow_tracker import (
     download_checkpoint,
     flatten_metrics,
 )
+from betasweep.tracking.ui import artifact_link, experiment_link, run_link, ui_base, ui_command
 
-__all__ = ["DEFAULT_TRACKING_URI", "Tracker", "TrackingError", "TrialRun", "check_reachable", "download_checkpoint", "flatten_metrics"]
+__all__ = ["DEFAULT_TRACKING_URI", "Tracker", "TrackingError", "TrialRun", "check_reachable", "download_checkpoint", "flatten_metrics",
+           "artifact_link", "experiment_link", "run_link", "ui_base", "ui_command"]

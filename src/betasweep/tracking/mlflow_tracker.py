@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import sys
 import time
 import urllib.error
 import urllib.parse
@@ -25,6 +26,8 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
 from betasweep.errors import BetasweepError
+from betasweep.tracking.ui import (EXPERIMENT_KIND_TAG, MODEL_DEVELOPMENT, artifact_link, experiment_link, run_link,
+                                  ui_command)
 
 __all__ = [
     "DEFAULT_TRACKING_URI",
@@ -106,6 +109,20 @@ def _http_settings(*, max_retries: int, timeout_s: float) -> Iterator[None]:
                 os.environ[name] = value
 
 
+@contextlib.contextmanager
+def _artifact_progress_bars(enabled: bool) -> Iterator[None]:
+    """MLflow's artifact download bars on (a terminal) or off (``MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR``) for the block."""
+    name = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    saved = os.environ.get(name)
+    if saved is None:
+        os.environ[name] = "true" if enabled else "false"
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(name, None)
+
+
 def _artifact_location(tracking_uri: str, experiment_name: str) -> str | None:
     """Local stores keep artifacts beside the database (``mlartifacts/<experiment>``); servers choose their own."""
     if tracking_uri.startswith("sqlite:///"):
@@ -119,7 +136,7 @@ def flatten_metrics(metrics: dict[str, Any], prefix: str = "") -> dict[str, floa
     flat: dict[str, float] = {}
     for key, value in metrics.items():
         if isinstance(value, (list, tuple)):
-            base = "kl_dim" if key == "kl_per_dim" else key
+            base = key.removesuffix("kl_per_dim") + "kl_dim" if key.endswith("kl_per_dim") else key  # seed-1/kl_dim_0
             for i, v in enumerate(value):
                 if isinstance(v, (int, float)) and math.isfinite(v):
                     flat[f"{prefix}{base}_{i}"] = float(v)
@@ -152,6 +169,21 @@ class TrialRun:
     def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
         self.client.log_artifact(self.run_id, str(path), artifact_path)
 
+    def log_image(self, image: str | os.PathLike | Any, key: str, step: int) -> None:
+        """A time-stepped image (MLflow's ``log_image(key=, step=)``): the UI's image grid compares it across runs.
+
+        Args:
+            image: a PNG path, a PIL image or a uint8 array ``(H, W[, C])``.
+            key: the image's name (``traversal``, ``reconstruction``).
+            step: training samples seen when it was drawn (the x of the run's metrics).
+        """
+        if isinstance(image, (str, os.PathLike)):
+            from PIL import Image
+
+            with Image.open(image) as opened:
+                image = opened.convert("RGB")
+        self.client.log_image(self.run_id, image, key=key, step=int(step), synchronous=True)
+
     def artifact_uri(self, path: str = "") -> str:
         base = self.client.get_run(self.run_id).info.artifact_uri
         return f"{base}/{path}" if path else base
@@ -182,7 +214,8 @@ class Tracker:
         if experiment is None:
             try:
                 self.experiment_id = self.client.create_experiment(
-                    study_name, artifact_location=_artifact_location(tracking_uri, study_name), tags={STUDY_TAG: study_name}
+                    study_name, artifact_location=_artifact_location(tracking_uri, study_name),
+                    tags={STUDY_TAG: study_name, EXPERIMENT_KIND_TAG: MODEL_DEVELOPMENT},
                 )
             except Exception:  # another worker created it first
                 experiment = self.client.get_experiment_by_name(study_name)
@@ -191,16 +224,51 @@ class Tracker:
                 self.experiment_id = experiment.experiment_id
         else:
             self.experiment_id = experiment.experiment_id
+            if experiment.tags.get(EXPERIMENT_KIND_TAG) != MODEL_DEVELOPMENT:  # made by an earlier version
+                self.client.set_experiment_tag(self.experiment_id, EXPERIMENT_KIND_TAG, MODEL_DEVELOPMENT)
+
+    # -- links into the UI ------------------------------------------------------------------------
+
+    def experiment_link(self) -> str:
+        """The study's runs table in the MLflow UI (training view; see :mod:`betasweep.tracking.ui`)."""
+        return experiment_link(self.tracking_uri, self.experiment_id)
+
+    def run_link(self, run_id: str) -> str:
+        """One run's page in the MLflow UI (training view)."""
+        return run_link(self.tracking_uri, self.experiment_id, run_id)
+
+    def artifact_link(self, run_id: str, path: str) -> str:
+        """One artifact of a run shown in the UI (e.g. ``figures/traversal.png``)."""
+        return artifact_link(self.tracking_uri, self.experiment_id, run_id, path)
+
+    def ui_command(self) -> str | None:
+        """``mlflow ui --backend-store-uri ...`` for a local store (None for a server): serves the links."""
+        return ui_command(self.tracking_uri)
 
     # -- the study's parent run ------------------------------------------------------------------
 
     def create_parent_run(self, params: dict[str, Any]) -> str:
-        """Create the study's parent run (left RUNNING while the study lives) and return its id."""
+        """Create the study's parent run (RUNNING until the study reaches its target: :meth:`end_parent_run`) and return its id."""
         run = self.client.create_run(
             self.experiment_id, run_name=self.study_name, tags={STUDY_TAG: self.study_name, ROLE_TAG: "study"}
         )
         TrialRun(self.client, run.info.run_id).log_params(params)
         return run.info.run_id
+
+    def end_parent_run(self, run_id: str, status: str = "FINISHED") -> bool:
+        """End the study's parent run (the study reached its target, or its only process stopped).
+
+        Returns whether it was running (a second worker seeing the same target changes nothing).
+        """
+        return self.end_run_if_running(run_id, status)
+
+    def reopen_run(self, run_id: str) -> bool:
+        """Mark an ended parent run RUNNING again (trials are added to its study); returns whether it had ended."""
+        run = self.client.get_run(run_id)
+        if run.info.status == RunStatus.to_string(RunStatus.RUNNING):
+            return False
+        self.client.update_run(run_id, status="RUNNING")
+        return True
 
     def find_parent_run(self) -> str | None:
         runs = self.client.search_runs(
@@ -245,7 +313,9 @@ class Tracker:
     # -- files and the registry -------------------------------------------------------------------
 
     def download(self, run_id: str, artifact_path: str, dst: str | os.PathLike) -> Path:
-        return Path(self.client.download_artifacts(run_id, artifact_path, str(dst)))
+        """Fetch one artifact (file or folder) of a run into ``dst``; returns its local path."""
+        with _artifact_progress_bars(sys.stderr.isatty()):  # MLflow draws a bar per file, also into log files
+            return Path(self.client.download_artifacts(run_id, artifact_path, str(dst)))
 
     def register_best(self, run_id: str, model_name: str, alias: str = "best", artifact_path: str = "checkpoint") -> int:
         """Register ``run_id``'s checkpoint folder as a new version of ``model_name`` and point ``alias`` at it.
@@ -279,7 +349,8 @@ def download_checkpoint(uri: str, tracking_uri: str, dst: str | os.PathLike) -> 
 
     check_reachable(tracking_uri)
     try:
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst), tracking_uri=tracking_uri))
+        with _artifact_progress_bars(sys.stderr.isatty()):
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst), tracking_uri=tracking_uri))
     except Exception as error:  # MlflowException, OSError
         raise TrackingError(f"cannot fetch {uri} from {tracking_uri}: {str(error).splitlines()[0]}") from None
     path = local / "checkpoint.pt" if local.is_dir() else local
