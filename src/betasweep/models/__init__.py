@@ -1,4 +1,4 @@
-"""Networks and losses: :class:`BetaVAE`, its :class:`ModelConfig`, the loss functions, the attribute classifier."""
+"""Networks and losses: the VAE families (:class:`BetaVAE`, :class:`CVAE`, :class:`NVAE`, :func:`build_model`), their :class:`ModelConfig`, the loss functions, the attribute classifier."""
 
 from betasweep.models.classifier import (
     AttributeClassifier,
@@ -17,9 +17,24 @@ from betasweep.models.losses import (
     gaussian_kl,
     kl_per_dim,
 )
-from betasweep.models.vae import BetaVAE, ModelConfig
+from betasweep.models.vae import FAMILIES, FAMILY_FIELDS, BetaVAE, ModelConfig
+from betasweep.models.base import ElboTerms, VAEFamily
+from betasweep.models.cvae import CVAE, label_names, labels_from, resolve_conditioning
+from betasweep.models.nvae import NVAE, residual_normal_kl
+from betasweep.models.family import build_model
 
 __all__ = [
+    "CVAE",
+    "ElboTerms",
+    "FAMILIES",
+    "FAMILY_FIELDS",
+    "NVAE",
+    "VAEFamily",
+    "build_model",
+    "label_names",
+    "labels_from",
+    "resolve_conditioning",
+    "residual_normal_kl",
     "AttributeClassifier",
     "BetaVAE",
     "ClassifierConfig",

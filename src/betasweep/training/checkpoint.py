@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from betasweep.errors import DataError
-from betasweep.models import BetaVAE, ModelConfig
+from betasweep.models import ModelConfig, VAEFamily, build_model
 
 __all__ = ["CHECKPOINT_FORMAT", "save_checkpoint", "load_state", "read_checkpoint", "load_checkpoint"]
 
@@ -60,11 +60,14 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
 
 def load_checkpoint(
     path: str | os.PathLike, map_location: str | torch.device = "cpu"
-) -> tuple[BetaVAE, dict[str, Any]]:
-    """Rebuild the model from the checkpoint alone.
+) -> tuple[VAEFamily, dict[str, Any]]:
+    """Rebuild the model of any family from the checkpoint alone.
+
+    ``model_config["model"]`` names the family (:func:`~betasweep.models.build_model`); checkpoints
+    written before families existed have no such field and load as ``beta_vae``.
 
     Returns:
-        ``(model, state)``: the :class:`BetaVAE` in eval mode with its weights, and the whole
+        ``(model, state)``: the model in eval mode with its weights, and the whole
         checkpoint dict (``model_config``, ``train_config``, ``data``, ``step``, ``samples_seen``,
         ``metrics``, ``history``, ...).
 
@@ -72,7 +75,15 @@ def load_checkpoint(
         DataError: see :func:`read_checkpoint`.
     """
     state = read_checkpoint(path, map_location)
-    model = BetaVAE(ModelConfig(**state["model_config"]))
-    model.load_state_dict(state["model_state"])
+    known = {f for f in ModelConfig.__dataclass_fields__}
+    unknown = sorted(set(state["model_config"]) - known)
+    if unknown:
+        raise DataError(f"{path}: model_config field {unknown[0]!r} is unknown to this version of betasweep")
+    model = build_model(ModelConfig(**state["model_config"]))
+    try:
+        model.load_state_dict(state["model_state"])
+    except RuntimeError as error:  # weights of another architecture than this version builds
+        raise DataError(f"{path}: its weights do not fit the {model.config.model} this version builds "
+                        f"({str(error).splitlines()[0]})") from None
     model.to(map_location).eval()
     return model, state

@@ -1,4 +1,4 @@
-"""The β-VAE training loop: Adam, a budget in training samples, seeded, resumable."""
+"""The training loop of every VAE family: Adam, a budget in training samples, seeded, resumable."""
 
 from __future__ import annotations
 
@@ -16,13 +16,13 @@ from tqdm.auto import tqdm
 
 from betasweep.errors import ConfigError, DataError, DivergenceError
 from betasweep.models import (
-    BetaVAE,
     ModelConfig,
-    bernoulli_recon_loss,
+    VAEFamily,
     beta_norm,
     beta_vae_loss,
+    build_model,
     capacity_loss,
-    kl_per_dim,
+    resolve_conditioning,
 )
 from betasweep.training.checkpoint import read_checkpoint, save_checkpoint
 
@@ -102,18 +102,20 @@ class TrainResult:
     """What :func:`train` returns.
 
     Attributes:
-        model: the trained :class:`BetaVAE`, in eval mode, on the training device.
+        model: the trained model (a :class:`~betasweep.models.VAEFamily`), in eval mode, on the training device.
+        model_config: the config it was built from, with the data-dependent fields resolved (cvae: ``y``).
         step: optimiser steps taken in total (including any resumed from a checkpoint).
         samples_seen: training images seen in total.
         history: one record per ``log_every`` steps (see :func:`train`).
         wall_time_s: seconds spent in this call.
     """
 
-    model: BetaVAE
+    model: VAEFamily
     step: int
     samples_seen: int
     history: list[dict[str, Any]] = field(default_factory=list)
     wall_time_s: float = 0.0
+    model_config: ModelConfig | None = None
 
     @property
     def last(self) -> dict[str, Any]:
@@ -148,16 +150,19 @@ def train(
     checkpoint_path: str | os.PathLike | None = None,
     resume: bool = True,
     extra: dict[str, Any] | None = None,
-    callback: Callable[[dict[str, Any], BetaVAE], None] | None = None,
+    callback: Callable[[dict[str, Any], VAEFamily], None] | None = None,
     progress: bool = False,
 ) -> TrainResult:
-    """Train a :class:`BetaVAE` on ``data`` for ``train_config.train_samples`` images.
+    """Train the family ``model_config.model`` on ``data`` for ``train_config.train_samples`` images.
 
-    Each step draws ``batch_size`` images, computes the loss (:mod:`betasweep.models.losses`) and
-    takes an Adam step. Every ``log_every`` steps a record is appended to the history and passed
+    Each step draws ``batch_size`` images (with their labels ``y`` for a cvae:
+    :meth:`~betasweep.models.VAEFamily.sample_batch`), takes the family's ELBO terms, computes the
+    loss (:mod:`betasweep.models.losses`): ``recon + β·w(step)·KL + R`` with the family's KL weight
+    ``w`` (nvae: warm-up; else 1) and regulariser ``R`` (nvae: spectral; else 0), and takes an Adam
+    step. Every ``log_every`` steps a record is appended to the history and passed
     to ``callback(record, model)``: keys ``step``, ``samples``, ``loss``, ``recon_loss``, ``kl``
     (nats, mean over the steps since the last record), ``kl_per_dim`` (list, nats) and
-    ``elapsed_s``. The callback may raise (e.g. ``optuna.TrialPruned``) to stop training; it
+    ``elapsed_s`` (nvae adds ``kl_group_<i>_<r>x<r>`` per latent group and ``spectral``). The callback may raise (e.g. ``optuna.TrialPruned``) to stop training; it
     sees the model in training mode and must restore that mode if it changes it.
 
     On the CPU, the same seed and config give bit-identical weights, also across a resume.
@@ -183,11 +188,12 @@ def train(
         raise DataError(
             f"the dataset has {data.num_channels} channel(s) but the model expects {model_config.num_channels}"
         )
+    model_config = resolve_conditioning(model_config, data)
     device = resolve_device(train_config.device)
     seeds = seed_sequences(train_config.seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(_torch_seed(seeds["init"]))
-        model = BetaVAE(model_config)
+        model = build_model(model_config)
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=train_config.learning_rate)
     rng = np.random.default_rng(seeds["data"])
@@ -204,7 +210,7 @@ def train(
         noise.set_state(state["rng"]["torch_noise"].cpu())
         step, history = int(state["step"]), list(state["history"])
 
-    bnorm = beta_norm(train_config.beta, model_config.latent_dim, model_config.num_pixels)
+    bnorm = beta_norm(train_config.beta, model_config.latent_size, model_config.num_pixels)
     steps_total = train_config.num_steps
     use_bf16 = train_config.bf16 and device.type == "cuda"
 
@@ -223,24 +229,28 @@ def train(
         }
 
     start = time.perf_counter()
-    sums = torch.zeros(2 + model_config.latent_dim, dtype=torch.float64)  # loss, recon, kl per dim
+    sums = torch.zeros(3 + model.kl_dim, dtype=torch.float64)  # loss, recon, regulariser, kl per dim
     pending = 0
     model.train()
     with tqdm(total=steps_total, initial=step, desc="train", unit="step", disable=not progress, leave=False) as bar:
         while step < steps_total:
-            x = torch.from_numpy(data.sample_observations(train_config.batch_size, rng)).to(device, non_blocking=True)
+            images, labels = model.sample_batch(data, train_config.batch_size, rng)
+            x = torch.from_numpy(images).to(device, non_blocking=True)
+            y = model.label_tensor(labels, device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                logits, mu, logvar, _ = model(x, generator=noise)
-            recon = bernoulli_recon_loss(logits.float(), x)
-            kl_dims = kl_per_dim(mu.float(), logvar.float())
+                terms = model.elbo_terms(x, y, generator=noise)
+            recon = terms.recon_loss.mean()
+            kl_dims = terms.kl.mean(dim=0)
             kl = kl_dims.sum()
             if train_config.objective == "beta":
-                loss = beta_vae_loss(recon, kl, train_config.beta)
+                loss = beta_vae_loss(recon, kl, train_config.beta * model.kl_weight(step, steps_total))
             else:
                 loss = capacity_loss(
                     recon, kl, gamma=train_config.gamma, step=step,
                     capacity_max=train_config.capacity_max, capacity_steps=train_config.capacity_steps,
                 )
+            regularizer = model.regularization()
+            loss = loss + regularizer
             loss_value = loss.item()
             if not math.isfinite(loss_value):
                 raise DivergenceError(step, loss_value)
@@ -249,7 +259,8 @@ def train(
             optimizer.step()
             step += 1
             pending += 1
-            sums += torch.cat([torch.stack([loss.detach(), recon.detach()]), kl_dims.detach()]).double().cpu()
+            sums += torch.cat([torch.stack([loss.detach(), recon.detach(), regularizer.detach().float()]),
+                               kl_dims.detach()]).double().cpu()
             bar.update(1)
             if pending == train_config.log_every or step == steps_total:
                 means = (sums / pending).tolist()
@@ -258,10 +269,12 @@ def train(
                     "samples": step * train_config.batch_size,
                     "loss": means[0],
                     "recon_loss": means[1],
-                    "kl": float(sum(means[2:])),
-                    "kl_per_dim": means[2:],
+                    "kl": float(sum(means[3:])),
+                    "kl_per_dim": means[3:],
                     "elapsed_s": time.perf_counter() - start,
                 }
+                if model_config.model == "nvae":
+                    record.update(model.kl_groups(record["kl_per_dim"]), spectral=means[2])
                 history.append(record)
                 bar.set_postfix(loss=f"{record['loss']:.1f}", kl=f"{record['kl']:.2f}")
                 sums.zero_()
@@ -280,4 +293,5 @@ def train(
         samples_seen=step * train_config.batch_size,
         history=history,
         wall_time_s=time.perf_counter() - start,
+        model_config=model_config,
     )

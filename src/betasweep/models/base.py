@@ -1,0 +1,96 @@
+"""The interface every VAE family offers training, metrics and figures (:class:`VAEFamily`)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["ElboTerms", "VAEFamily", "per_image_bernoulli_nll"]
+
+
+class ElboTerms(NamedTuple):
+    """The two terms of the negative ELBO of a batch, per image, in nats.
+
+    Attributes:
+        recon_loss: ``(b,)``: ``-log p(x | z)`` for one sample ``z ~ q(z | x)``, summed over pixels.
+        kl: ``(b, K)``: KL of every latent unit (closed form), ``K`` = :attr:`VAEFamily.kl_dim`.
+    """
+
+    recon_loss: torch.Tensor
+    kl: torch.Tensor
+
+
+def per_image_bernoulli_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``(b, C, H, W)`` logits and targets in [0, 1] → ``(b,)`` Bernoulli NLL summed over pixels (nats)."""
+    return F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(dim=1)
+
+
+class VAEFamily(nn.Module):
+    """What the training loop, the metrics and the figures use of a VAE, whatever its family.
+
+    Subclasses (:class:`~betasweep.models.BetaVAE`, :class:`~betasweep.models.CVAE`,
+    :class:`~betasweep.models.NVAE`) implement :meth:`elbo_terms`, :meth:`representation`,
+    :meth:`decode` and the sizes; the defaults here cover unconditional, unregularised families.
+
+    * ``y`` is the conditioning label vector (float32 ``(b, label_dim)``) of conditional families and
+      None for the others; :meth:`sample_batch` draws images with their ``y`` from a dataset.
+    * The loss the loop minimises is ``mean_b(recon_loss) + β · kl_weight(step) · Σ_K mean_b(kl) +
+      regularization()``.
+    """
+
+    conditional: bool = False
+
+    @property
+    def representation_dim(self) -> int:
+        """``d``: columns of :meth:`representation` (what the metrics score)."""
+        raise NotImplementedError
+
+    @property
+    def kl_dim(self) -> int:
+        """``K``: columns of :attr:`ElboTerms.kl`; the representation's units come first."""
+        raise NotImplementedError
+
+    def elbo_terms(self, x: torch.Tensor, y: torch.Tensor | None = None,
+                   generator: torch.Generator | None = None) -> ElboTerms:
+        """One-sample ELBO terms of ``x`` ``(b, C, 64, 64)``; ``z`` drawn from ``q`` with ``generator``
+        (also in eval mode)."""
+        raise NotImplementedError
+
+    def representation(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Deterministic code of ``x``: ``(b, representation_dim)`` posterior means (call in eval mode)."""
+        raise NotImplementedError
+
+    def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """``z`` ``(b, representation_dim)`` (a code as :meth:`representation` returns) → logits ``(b, C, 64, 64)``."""
+        raise NotImplementedError
+
+    def reconstruct(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Deterministic reconstruction logits ``(b, C, 64, 64)`` (posterior means everywhere)."""
+        return self.decode(self.representation(x, y), y)
+
+    def regularization(self) -> torch.Tensor:
+        """An extra loss term (nvae: spectral regularisation); 0 by default."""
+        return torch.zeros((), device=next(self.parameters()).device)
+
+    def kl_weight(self, step: int, num_steps: int) -> float:
+        """Factor on β at optimiser step ``step`` of ``num_steps`` (nvae: KL warm-up); 1 by default."""
+        return 1.0
+
+    def kl_groups(self, kl_per_dim: list[float]) -> dict[str, float]:
+        """KL summed per latent group (nvae: ``kl_group_0`` top, ...); empty for one-group families."""
+        return {}
+
+    def sample_batch(self, data, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
+        """``n`` training images float32 ``(n, C, 64, 64)`` and their ``y`` (None: unconditional).
+
+        Unconditional families call ``data.sample_observations(n, rng)`` (so the rng stream is the
+        one of β-VAE runs before families existed).
+        """
+        return data.sample_observations(n, rng), None
+
+    def label_tensor(self, y: np.ndarray | None, device: torch.device) -> torch.Tensor | None:
+        return None if y is None else torch.as_tensor(np.asarray(y, np.float32), device=device)
