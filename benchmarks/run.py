@@ -35,6 +35,8 @@ from _harness import (  # noqa: E402
     record,
     rounded,
 )
+from metric_panel import bench_metric_panel  # noqa: E402
+from family_throughput import bench_family_throughput  # noqa: E402
 from sweep_overhead import bench_sweep_overhead  # noqa: E402
 
 
@@ -308,6 +310,28 @@ def bench_trials_per_hour(ctx: Context) -> dict:
     )
 
 
+def bench_storage_proxy(ctx: Context) -> dict:
+    """32 sleeping-objective clients on one PostgreSQL, directly and through the gRPC storage proxy.
+
+    See benchmarks/storage_proxy.py. Ours: trials/s through the proxy (16 threads); baseline: trials/s
+    of the same clients connected directly, same run. The target is about connections: the proxy
+    holds at most its thread count however many clients there are.
+    """
+    _distributed()
+    import storage_proxy
+
+    direct, proxy = storage_proxy.measure(32, 10, 0.2)
+    return record(
+        "storage_proxy", ours=proxy["trials_per_s"], baseline=direct["trials_per_s"], unit="trials/s (32 clients)",
+        ratio=round(proxy["trials_per_s"] / direct["trials_per_s"], 3),
+        target=f"through the proxy PostgreSQL sees <= {storage_proxy.PROXY_THREADS} connections for 32 clients",
+        met=proxy["pg_connections"] <= storage_proxy.PROXY_THREADS, ctx=ctx, rows=[direct, proxy],
+        ratio_desc="trials/s through the proxy / trials/s direct, 32 client processes, same run",
+        ours_desc="32 processes -> betasweep storage-proxy (16 threads) -> PostgreSQL 15 (defaults)",
+        baseline_desc="32 processes -> PostgreSQL 15 (defaults), RDBStorage with heartbeats",
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # The registry. Order here is the order of the output lines.
 # ---------------------------------------------------------------------------------------------
@@ -315,16 +339,19 @@ def bench_trials_per_hour(ctx: Context) -> dict:
 BENCHMARKS: dict[str, Callable[[Context], dict]] = {
     "train_throughput": bench_train_throughput,
     "higgins_speedup": bench_higgins_speedup,
+    "metric_panel": bench_metric_panel,
     "shapes_render": bench_shapes_render,
     "storage_latency": bench_storage_latency,
     "trials_per_hour": bench_trials_per_hour,
     "sweep_overhead": bench_sweep_overhead,
+    "storage_proxy": bench_storage_proxy,
+    "family_throughput": bench_family_throughput,
     # Add a benchmark as a function (ctx: Context) -> dict built with _harness.record(...), e.g. in a
     # module benchmarks/<name>.py imported here, and register it in this dict.
 }
 
 # Need PostgreSQL (and an mlflow server) and take minutes: run them with --only, or in a full run.
-NOT_QUICK = {"storage_latency", "trials_per_hour", "sweep_overhead"}
+NOT_QUICK = {"storage_latency", "trials_per_hour", "sweep_overhead", "storage_proxy"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-# Real PostgreSQL and MLflow-server fixtures (tests/servers.py): postgres_server, postgres_url, mlflow_server.
-pytest_plugins = ["servers"]
+# Real PostgreSQL and MLflow-server fixtures (tests/servers.py): postgres_server, postgres_url, mlflow_server;
+# a real one-node Slurm cluster (tests/slurm.py): slurm_cluster.
+pytest_plugins = ["servers", "slurm"]
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

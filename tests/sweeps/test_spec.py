@@ -1,5 +1,7 @@
+import re
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 import yaml
@@ -88,3 +90,65 @@ def test_missing_and_malformed_files(tmp_path):
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_spec(tmp_path / "bad.yaml")
 
+
+def test_objective_and_panel_defaults_and_the_objective_joins_the_panel():
+    spec = parse_spec(_spec())
+    assert spec.objective == "beta_vae" and spec.metric.panel == ("beta_vae", "factor_vae", "mig", "sap")
+    assert spec.seeds_per_trial == 1 and spec.seeds_for(4) == [spec.seed_for(4)]  # one seed: as before
+    dci = parse_spec(_spec(metric={"objective": "dci_disentanglement", "panel": ["mig"]}))
+    assert dci.metric.panel == ("mig", "dci")
+    celeba = parse_spec(_spec(dataset={"name": "celeba", "path": "/nowhere"}))
+    assert celeba.objective == "weak_label"
+
+
+def test_seeds_per_trial_draws_distinct_recorded_seeds_from_the_spec_seed():
+    spec = parse_spec(_spec(seeds_per_trial=3, seed={"policy": "per_trial", "value": 5}))
+    seeds = spec.seeds_for(2)
+    assert len(set(seeds)) == 3 and seeds == spec.seeds_for(2)
+    assert seeds == [int(c.generate_state(1)[0]) for c in np.random.SeedSequence(7).spawn(3)]
+    assert spec.seeds_for(3) != seeds
+
+
+def test_udr_with_two_seeds_is_accepted():
+    spec = parse_spec(_spec(seeds_per_trial=2, metric={"objective": "udr"}))
+    assert spec.objective == "udr" and spec.metric.panel == ("beta_vae", "factor_vae", "mig", "sap")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        ({"metric": {"objective": "accuracy"}}, "metric.objective: unknown objective 'accuracy'"),
+        ({"metric": {"panel": ["mig", "irs"]}}, "metric.panel: unknown metric 'irs'"),
+        ({"metric": {"objective": "udr"}}, "it needs seeds_per_trial >= 2, got 1"),
+        ({"dataset": {"name": "celeba", "path": "/x"}, "metric": {"objective": "factor_vae"}}, "metric.objective: factor_vae needs"),
+        ({"metric": {"objective": "weak_label"}}, "weak_label is the CelebA variant"),
+        ({"seeds_per_trial": 0}, "seeds_per_trial: expected an integer >= 1"),
+        ({"seeds_per_trial": 2, "metric": {"objective": "udr", "intermediate": {"at": [0.5]}}}, "metric.intermediate: UDR"),
+        ({"sampler": "grid"}, "search_space.beta: the grid sampler needs a list of choices"),
+    ],
+)
+def test_invalid_objectives_and_panels_are_refused_naming_the_key(overrides, needle):
+    with pytest.raises(ConfigError, match=re.escape(needle)):
+        parse_spec(_spec(**overrides))
+
+
+def test_data_paths_expand_environment_variables(monkeypatch, tmp_path):
+    monkeypatch.setenv("BETASWEEP_TEST_DATA", str(tmp_path))
+    spec = parse_spec(_spec(dataset={"name": "dsprites", "path": "${BETASWEEP_TEST_DATA}/d.npz"}))
+    assert spec.dataset["path"] == str(tmp_path / "d.npz")
+    monkeypatch.delenv("BETASWEEP_TEST_DATA")
+    with pytest.raises(ConfigError, match=r"dataset.path: environment variable BETASWEEP_TEST_DATA is not set"):
+        parse_spec(_spec(dataset={"name": "dsprites", "path": "${BETASWEEP_TEST_DATA}/d.npz"}))
+
+
+def test_the_beta_curve_example_is_a_grid_with_seeds_and_dci(monkeypatch):
+    monkeypatch.setenv("BETASWEEP_DSPRITES", "/data/dsprites.npz")
+    spec = load_spec(EXAMPLES / "dsprites-beta-curve.yaml")
+    assert spec.sampler["name"] == "grid" and [p.choices for p in spec.search_space] == [(1, 2, 4, 8, 16)]
+    assert spec.seeds_per_trial == 3 and spec.fixed["latent_dim"] == 10 and "dci" in spec.metric.panel
+    assert spec.dataset["path"] == "/data/dsprites.npz"
+
+
+def test_the_default_sweep_trains_two_seeds_per_trial():
+    spec = load_spec(None)
+    assert spec.seeds_per_trial >= 2 and spec.objective == "beta_vae"

@@ -70,6 +70,12 @@ class GroundTruthData(abc.ABC):
         """Draw ``n`` training images: float32 ``(n, num_channels, 64, 64)`` in ``[0, 1]``."""
         return self.images_from_factors(self.sample_factors(n, rng), rng)
 
+    def sample_labelled(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`sample_observations` with the factors drawn (the same rng stream): images float32
+        ``(n, num_channels, 64, 64)`` and int64 factors ``(n, num_factors)``; labels of a conditional VAE."""
+        factors = self.sample_factors(n, rng)
+        return self.images_from_factors(factors, rng), factors
+
     def flat_index(self, factors: np.ndarray) -> np.ndarray:
         """Row-major index of each factor vector in the complete grid: int64 ``(n,)``."""
         return np.ravel_multi_index(tuple(np.asarray(factors).T), self.factor_sizes)

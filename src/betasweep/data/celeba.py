@@ -506,3 +506,8 @@ class CelebA:
     def sample_observations(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """``n`` images drawn uniformly with replacement from the partition: float32 ``(n, 3, s, s)`` in [0, 1]."""
         return self.images(rng.integers(len(self.rows), size=n))
+
+    def sample_labelled(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`sample_observations` with the images' attributes: float32 ``(n, 3, s, s)`` and bool ``(n, A)``."""
+        index = rng.integers(len(self.rows), size=n)
+        return self.images(index), self.labels.attributes[self.rows[index]]

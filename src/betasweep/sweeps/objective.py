@@ -1,4 +1,36 @@
-"""The Optuna objective: one trial = build data and model from the trial's params, train, score, log."""
+"""The Optuna objective: one trial = build data and model from the trial's params, train each of its
+seeds, score every model with the metric panel, log, return the mean of the objective.
+
+Seeds inside a trial (``seeds_per_trial: N``). The trial trains its configuration with the seeds of
+:meth:`~betasweep.sweeps.spec.SweepSpec.seeds_for`, one after the other, and returns the mean of the
+objective over them. What it records:
+
+- user attributes ``seeds`` (the training seeds), ``per_seed`` (one dict of metrics per seed, in
+  seed order: the panel's keys, ``train_accuracy``, ``eval_accuracy``, ``recon_loss``, ``kl``,
+  ``kl_per_dim``, ``elbo``, ``active_units``, ``seed``, ``wall_time_s``, ...), and for every scalar
+  metric its mean over the seeds under the metric's own name (``beta_vae``, ``mig``, ``recon_loss``
+  ...) and, with ``N >= 2``, its standard error ``std(ddof=1) / sqrt(N)`` under ``<metric>_se``;
+  ``kl_per_dim`` is the element-wise mean (per seed in ``per_seed``); ``collapsed_seeds`` lists the
+  seed indices whose model has no active unit;
+- one MLflow child run per trial. With one seed it is laid out as before (curves ``loss`` ...,
+  artifacts ``checkpoint/``, ``figures/``). With ``N >= 2`` seed ``i``'s training curves are metric
+  keys ``seed-i/loss``, ``seed-i/recon_loss``, ... (steps: that seed's training samples), its final
+  metrics ``seed-i/<metric>``, its artifacts ``seed-i/checkpoint/checkpoint.pt`` and
+  ``seed-i/figures/*.png``; the unprefixed final metrics are the means, ``<metric>_se`` their
+  standard errors.
+
+Pruning with several seeds. Optuna accepts one report per step, so the pruner's step axis counts the
+trial's training samples over all its seeds: seed ``i`` at fraction ``f`` of its budget ``T`` is
+step ``i*T + f*T``, and the value reported there is the mean of the cheap objective scores at
+fraction ``f`` of seeds ``0..i`` (the seeds trained so far). Every trial of a study has the same
+``N`` and ``T``, so a step means the same thing in every trial and the median pruner compares like
+with like; Hyperband's ``max_resource`` is ``N*T``. With one seed this is the former behaviour.
+
+UDR (``metric.objective: udr``, Duan et al. 2020): after the last seed, the trial's ``N`` models
+encode the same 1,000 held-out images (:func:`~betasweep.metrics.udr_images`, drawn with the metric
+seed, so every trial uses the same images) and :func:`~betasweep.metrics.udr_of_models` scores them;
+the trial's value is their UDR, each seed's ``udr`` in ``per_seed`` is its model's median pairwise score.
+"""
 
 from __future__ import annotations
 
@@ -15,21 +47,72 @@ import optuna
 from betasweep.data import load_dataset
 from betasweep.errors import DivergenceError
 from betasweep.figures import save_figures, save_kl_chart
-from betasweep.metrics import disentanglement_score, evaluate_model
+from betasweep.metrics import (disentanglement_score, evaluate_model, panel_scores, representation_function,
+                               udr_images, udr_of_models)
 from betasweep.models import ModelConfig, beta_norm
-from betasweep.sweeps.spec import SweepSpec
+from betasweep.models.vae import family_values
+from betasweep.sweeps.spec import SweepSpec, panel_metric_of
 from betasweep.training import TrainConfig, train
 from betasweep.tracking import Tracker, TrialRun
 
-__all__ = ["Objective", "build_configs", "train_and_score"]
+__all__ = ["Objective", "build_configs", "train_and_score", "train_seed", "objective_value", "summarise_seeds",
+           "dimension_labels", "SCALAR_KEYS", "UDR_IMAGES"]
+
+IMAGE_KEYS = ("traversal", "reconstruction")  # logged also as time-stepped images (MLflow's image grid)
 
 USER_ATTRS = ("train_accuracy", "recon_loss", "kl", "kl_per_dim", "elbo", "active_units", "beta_norm", "seed",
               "wall_time_s", "train_wall_time_s")
 
+SCALAR_KEYS = ("beta_vae", "weak_label", "factor_vae", "mig", "sap", "dci_disentanglement", "dci_completeness",
+               "dci_informativeness", "udr", "train_accuracy", "eval_accuracy", "recon_loss", "kl", "elbo",
+               "active_units", "wall_time_s", "train_wall_time_s")
+"""Per-seed metrics a trial summarises by mean (and standard error): the panel's keys, UDR, the VAE statistics."""
+
+UDR_IMAGES = 1000
+"""Held-out images the models of a trial encode for UDR (disentanglement_lib's ``num_data_points``)."""
+
+
+def objective_value(metrics: dict[str, Any], objective: str) -> float:
+    """The objective's value in one model's (or one trial's) metrics: ``metrics[objective]``.
+
+    Trials logged before the panel existed have no ``beta_vae`` / ``weak_label`` key: their Higgins
+    (or weak-label) score is ``eval_accuracy``.
+    """
+    if objective in metrics:
+        return float(metrics[objective])
+    if objective in ("beta_vae", "weak_label") and "eval_accuracy" in metrics:
+        return float(metrics["eval_accuracy"])
+    raise KeyError(f"no {objective!r} among the metrics ({', '.join(sorted(metrics))})")
+
+
+def summarise_seeds(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean over seeds of every scalar in :data:`SCALAR_KEYS` present in all of ``per_seed``, and with
+    two seeds or more its standard error ``<key>_se`` = ``std(ddof=1) / sqrt(N)``; ``kl_per_dim``
+    averaged element-wise. Non-finite values propagate (a NaN seed makes the mean NaN)."""
+    out: dict[str, Any] = {}
+    n = len(per_seed)
+    conditional = sorted(k for k in (per_seed[0] if per_seed else {}) if k.startswith(("control_", "leakage_auc_")))
+    for key in (*SCALAR_KEYS, *conditional):  # cvae: control_<label>, leakage_auc_<label> (and their means)
+        if not per_seed or not all(key in m for m in per_seed):
+            continue
+        values = np.array([float(m[key]) for m in per_seed])
+        out[key] = float(values.mean())
+        if n >= 2:
+            out[f"{key}_se"] = float(values.std(ddof=1) / math.sqrt(n))
+    if per_seed and all("kl_per_dim" in m for m in per_seed):
+        out["kl_per_dim"] = [float(v) for v in np.mean([m["kl_per_dim"] for m in per_seed], axis=0)]
+    return out
+
 
 def build_configs(spec: SweepSpec, params: dict[str, Any], seed: int, num_channels: int) -> tuple[ModelConfig, TrainConfig]:
-    """Split a trial's params plus the spec's fixed fields into the model's and the training's config."""
+    """Split a trial's params plus the spec's fixed fields into the model's and the training's config.
+
+    When the spec searches ``model``, fields of the families the trial did not draw are left out
+    (a conditional search space); with ``model`` fixed they are refused (:class:`ModelConfig`).
+    """
     values = {**spec.fixed, **params}
+    if any(p.name == "model" for p in spec.search_space):
+        values = family_values(values)
     model_config = ModelConfig(
         num_channels=num_channels, **{k: v for k, v in values.items() if k in ModelConfig.__dataclass_fields__}
     )
@@ -38,6 +121,12 @@ def build_configs(spec: SweepSpec, params: dict[str, Any], seed: int, num_channe
         **{k: v for k, v in values.items() if k in TrainConfig.__dataclass_fields__},
     )
     return model_config, train_config
+
+
+def load_spec_data(spec: SweepSpec):
+    """The spec's dataset, loaded."""
+    dataset = spec.dataset
+    return load_dataset(dataset["name"], dataset.get("path"), subsample=dataset.get("subsample"))
 
 
 def train_and_score(
@@ -49,42 +138,73 @@ def train_and_score(
     on_record: Callable[[dict[str, Any], Any], None] | None = None,
     progress: bool = False,
 ) -> tuple[dict[str, Any], dict[str, Path]]:
-    """Train one configuration and score it with the spec's full metric.
+    """Train one configuration with one seed and score it with the spec's metric panel.
 
     Returns:
-        ``(metrics, files)``: ``train_accuracy``, ``eval_accuracy``, ``recon_loss``, ``kl``,
-        ``kl_per_dim``, ``elbo``, ``active_units``, ``beta_norm``, ``seed``, ``wall_time_s``,
-        ``train_wall_time_s``; and paths of ``checkpoint``, ``traversal``, ``reconstruction``, ``kl_chart``
-        (and for CelebA ``naming_csv``, ``naming_html``: see :func:`name_dimensions`).
+        ``(metrics, files)`` of :func:`train_seed`.
+    """
+    metrics, files, _ = train_seed(spec, params, seed, workdir, on_record=on_record, progress=progress)
+    return metrics, files
+
+
+def train_seed(
+    spec: SweepSpec,
+    params: dict[str, Any],
+    seed: int,
+    workdir: str | Path,
+    *,
+    data=None,
+    on_record: Callable[[dict[str, Any], Any], None] | None = None,
+    progress: bool = False,
+) -> tuple[dict[str, Any], dict[str, Path], Any]:
+    """Train one configuration with one seed and score it with the spec's metric panel.
+
+    Args:
+        data: the spec's dataset if already loaded (a trial loads it once for all its seeds).
+
+    Returns:
+        ``(metrics, files, model)``: metrics of :func:`~betasweep.metrics.evaluate_model` (the
+        panel's keys, ``train_accuracy``, ``eval_accuracy``, ``recon_loss``, ``kl``,
+        ``kl_per_dim``, ``elbo``, ``active_units``) plus ``beta_norm``, ``seed``, ``wall_time_s``,
+        ``train_wall_time_s``; paths of ``checkpoint``, ``traversal``, ``reconstruction``,
+        ``kl_chart`` (and for CelebA ``naming_csv``, ``naming_html``: see :func:`name_dimensions`);
+        the trained model.
 
     Raises:
         DivergenceError: training produced a non-finite loss.
     """
     start = time.perf_counter()
     workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
     dataset = spec.dataset
-    data = load_dataset(dataset["name"], dataset.get("path"), subsample=dataset.get("subsample"))
+    data = data if data is not None else load_spec_data(spec)
     model_config, train_config = build_configs(spec, params, seed, data.num_channels)
     checkpoint = workdir / "checkpoint.pt"
-    extra = {"dataset": dataset["name"], "data_path": dataset.get("path"), "subsample": dataset.get("subsample")}
+    extra = {"dataset": dataset["name"], "data_path": dataset.get("path"), "subsample": dataset.get("subsample"),
+             "metric_config": spec.metric.to_dict()}  # `betasweep evaluate` scores it with this panel by default
     result = train(data, model_config, train_config, checkpoint_path=checkpoint, extra=extra, callback=on_record, progress=progress)
     metrics = evaluate_model(result.model, data, spec.metric)
     figure_rng, naming_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(spec.metric.seed).spawn(4)[2:])
-    files = {"checkpoint": checkpoint, **save_figures(result.model, data, figure_rng, workdir, metrics["kl_per_dim"])}
-    if dataset["name"] == "celeba":
+    files: dict[str, Path] = {"checkpoint": checkpoint}
+    names = None
+    if result.model.conditional:  # cvae: control and leakage instead of naming z's dimensions by attribute
+        metrics.update(conditional_metrics(result.model, data, dataset.get("classifier"), naming_rng))
+    elif dataset["name"] == "celeba":
         rows, naming_files = name_dimensions(result.model, data, dataset.get("classifier"), naming_rng, workdir,
                                              metrics["kl_per_dim"])
         files.update(naming_files)
         metrics["dimension_names"] = [str(row) for row in rows]
+        names = dimension_labels(rows)
+    files.update(save_figures(result.model, data, figure_rng, workdir, metrics["kl_per_dim"], names=names))
     files["kl_chart"] = save_kl_chart(metrics["kl_per_dim"], workdir / "kl_per_dim.png",
                                       title=", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()))
     metrics.update(
-        beta_norm=beta_norm(train_config.beta, model_config.latent_dim, model_config.num_pixels),
+        beta_norm=beta_norm(train_config.beta, model_config.latent_size, model_config.num_pixels),
         seed=seed,
         train_wall_time_s=result.wall_time_s,
         wall_time_s=time.perf_counter() - start,
     )
-    return metrics, files
+    return metrics, files, result.model
 
 
 class Objective:
@@ -93,13 +213,14 @@ class Objective:
     Args:
         spec: the validated sweep spec.
         tracker: the study's MLflow side; ``parent_run_id`` is the study's parent run.
-        progress: show a training progress bar and a line per trial.
+        progress: show a training progress bar (a terminal); without one, a line per tenth of each trial.
         echo: where progress lines go (e.g. ``click.echo``).
 
-    The trial's return value is the Higgins ``eval_accuracy`` (and the held-out ``recon_loss`` when
-    the spec has a second objective). A NaN/inf loss marks the trial FAIL with the reason in the
-    user attribute ``fail_reason`` (pass ``catch=(DivergenceError,)`` to ``study.optimize`` so the
-    sweep goes on); a pruned trial's run ends KILLED, a failed one's FAILED.
+    The trial's return value is the mean over its seeds of ``spec.objective`` (the Higgins score by
+    default; see the module docstring for what is recorded per seed), and the mean held-out
+    ``recon_loss`` when the spec has a second objective. A NaN/inf loss of any seed marks the trial
+    FAIL with the reason in the user attribute ``fail_reason`` (pass ``catch=(DivergenceError,)`` to
+    ``study.optimize`` so the sweep goes on); a pruned trial's run ends KILLED, a failed one's FAILED.
     """
 
     def __init__(self, spec: SweepSpec, tracker: Tracker, parent_run_id: str, *, progress: bool = False,
@@ -112,29 +233,70 @@ class Objective:
         self.current_trial: int | None = None  # number of the trial being run, for a graceful stop
 
     def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
-        return {p.name: p.suggest(trial) for p in self.spec.search_space}
+        """The trial's params; with ``model`` searched, only the drawn family's fields are suggested."""
+        space = sorted(self.spec.search_space, key=lambda p: p.name != "model")  # model first
+        params: dict[str, Any] = {}
+        for p in space:
+            if "model" in params and p.name not in family_values({"model": params["model"], p.name: None}):
+                continue
+            params[p.name] = p.suggest(trial)
+        return params
 
     def __call__(self, trial: optuna.Trial):
         spec = self.spec
         self.current_trial = trial.number
         params = self.suggest(trial)
-        seed = spec.seed_for(trial.number)
+        seeds = spec.seeds_for(trial.number)
+        several = len(seeds) > 1
         run = self.tracker.start_trial_run(self.parent_run_id, trial.number)
         trial.set_user_attr("mlflow_run_id", run.run_id)
-        self.echo(f"trial {trial.number}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in params.items()) + f" (seed {seed})")
-        run.log_params({**spec.fixed, **params, "seed": seed, "dataset": spec.dataset["name"],
+        trial.set_user_attr("seeds", seeds)
+        self.echo(f"trial {trial.number}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in params.items())
+                  + (f" (seeds {', '.join(map(str, seeds))})" if several else f" (seed {seeds[0]})"))
+        run.log_params({**spec.fixed, **params, "seed": seeds[0], "dataset": spec.dataset["name"],
                         "train_samples": spec.train_samples, "study": spec.study,
-                        "beta_norm": _beta_norm_of(spec, params)})
+                        "beta_norm": _beta_norm_of(spec, params), "objective": spec.objective,
+                        "panel": ",".join(spec.metric.panel), "seeds_per_trial": len(seeds),
+                        **({"seeds": " ".join(map(str, seeds))} if several else {})})
         try:
+            per_seed: list[dict[str, Any]] = []
+            models = []
+            intermediate: dict[float, list[float]] = {}  # fraction -> cheap score of each seed trained so far
             with tempfile.TemporaryDirectory(prefix=f"betasweep-trial-{trial.number}-") as workdir:
-                metrics, files = train_and_score(spec, params, seed, workdir, on_record=self._on_record(trial, run),
-                                                 progress=self.progress)
-                for name, path in files.items():
-                    run.log_artifact(path, artifact_folder(name))
-            for key in USER_ATTRS:  # inside the try: a trial failed meanwhile by another worker still closes its run
-                trial.set_user_attr(key, metrics[key])
-            if "dimension_names" in metrics:  # CelebA: "dim 7 -> Blond_Hair (AUC 0.76, ...)", by KL
-                trial.set_user_attr("dimension_names", metrics["dimension_names"])
+                data = load_spec_data(spec)
+                for index, seed in enumerate(seeds):
+                    prefix = f"seed-{index}/" if several else ""
+                    metrics, files, model = train_seed(
+                        spec, params, seed, Path(workdir) / f"seed-{index}", data=data,
+                        on_record=self._on_record(trial, run, data, index, prefix, intermediate), progress=self.progress)
+                    for name, path in files.items():
+                        run.log_artifact(path, prefix + artifact_folder(name))
+                    for key in IMAGE_KEYS:  # the chart view's image grid shows these side by side across trials
+                        run.log_image(files[key], key if index == 0 else prefix + key, step=spec.train_samples)
+                    per_seed.append(metrics)
+                    if spec.objective == "udr":
+                        models.append(model)
+                    if several:
+                        run.log_metrics({f"{prefix}{k}": v for k, v in metrics.items() if k != "dimension_names"},
+                                        step=spec.train_samples)
+                        self.echo(f"trial {trial.number}: seed {index} ({seed}): {_seed_line(metrics, spec)}")
+                if spec.objective == "udr":
+                    self._udr(data, models, per_seed)
+            summary = summarise_seeds(per_seed)
+            value = objective_value(summary, spec.objective)
+            best_index = max(range(len(per_seed)), key=lambda i: objective_value(per_seed[i], spec.objective))
+            attrs = {**summary,
+                     "beta_norm": per_seed[0]["beta_norm"], "seed": seeds[0],
+                     "per_seed": [_json_ready(m) for m in per_seed],
+                     "collapsed_seeds": [i for i, m in enumerate(per_seed) if m["active_units"] == 0],
+                     "best_seed_checkpoint": (f"seed-{best_index}/" if several else "") + "checkpoint"}
+            for key, item in attrs.items():  # inside the try: a trial failed meanwhile by another worker still closes its run
+                trial.set_user_attr(key, item)
+            if "dimension_names" in per_seed[0]:  # CelebA: "dim 7 -> Blond_Hair (AUC 0.76, ...)", by KL (first seed)
+                trial.set_user_attr("dimension_names", per_seed[0]["dimension_names"])
+            for key in ("control", "leakage_auc"):  # cvae: {attribute: value} of the first seed (each seed's: per_seed)
+                if key in per_seed[0]:
+                    trial.set_user_attr(key, per_seed[0][key])
         except optuna.TrialPruned:
             run.set_tags({"optuna.state": "PRUNED"})
             run.end("KILLED")
@@ -159,39 +321,98 @@ class Objective:
             run.set_tags({"optuna.state": "FAIL", "fail_reason": reason})
             run.end("FAILED" if isinstance(error, Exception) and not stolen else "KILLED")
             raise
-        run.log_metrics({**metrics, "score": metrics["eval_accuracy"]}, step=spec.train_samples)
+        run.log_metrics({**summary, "score": value}, step=spec.train_samples)
         run.set_tags({"optuna.state": "COMPLETE"})
         run.end("FINISHED")
-        self.echo(f"trial {trial.number}: score {metrics['eval_accuracy']:.4f} (train {metrics['train_accuracy']:.4f}), "
-                  f"recon {metrics['recon_loss']:.1f}, KL {metrics['kl']:.2f}, {metrics['wall_time_s']:.0f} s")
+        spread = f" ± {summary[spec.objective + '_se']:.4f} (SE over {len(seeds)} seeds)" if several else ""
+        self.echo(f"trial {trial.number}: {spec.objective} {value:.4f}{spread}; {_seed_line(summary, spec)}, "
+                  f"{sum(m['wall_time_s'] for m in per_seed):.0f} s")
         if spec.second_objective:
-            return metrics["eval_accuracy"], metrics[spec.second_objective]
-        return metrics["eval_accuracy"]
+            return value, summary[spec.second_objective]
+        return value
 
-    def _on_record(self, trial: optuna.Trial, run: TrialRun):
-        """The training callback: log each record; at the spec's points report the cheap score and maybe prune."""
+    def _udr(self, data, models: list, per_seed: list[dict[str, Any]]) -> None:
+        """UDR of the trial's models on the same held-out images; each seed's model's score into ``per_seed``."""
+        images_seq, udr_seq = np.random.SeedSequence(self.spec.metric.seed).spawn(6)[4:]
+        images = udr_images(data, np.random.default_rng(images_seq), UDR_IMAGES)
+        result = udr_of_models([representation_function(m) for m in models], [np.asarray(m["kl_per_dim"]) for m in per_seed],
+                               images, np.random.default_rng(udr_seq))
+        for metrics, score in zip(per_seed, result["udr_per_model"]):
+            metrics["udr"] = score
+
+    def _on_record(self, trial: optuna.Trial, run: TrialRun, data, index: int, prefix: str,
+                   intermediate: dict[float, list[float]]):
+        """The training callback of seed ``index``: log each record; at the spec's points compute the cheap
+        objective score and report the mean over the seeds trained so far (see the module docstring)."""
         spec = self.spec
         pending = sorted(spec.intermediate_at) if spec.intermediate is not None else []
-        data_cache: dict[str, Any] = {}
+        progress_line = self._progress_lines(trial.number, prefix)
 
         def on_record(record: dict[str, Any], model) -> None:
-            run.log_metrics({k: record[k] for k in ("loss", "recon_loss", "kl", "kl_per_dim")}, step=record["samples"])
+            run.log_metrics({f"{prefix}{k}": record[k] for k in ("loss", "recon_loss", "kl", "kl_per_dim")}, step=record["samples"])
+            progress_line(record)
             while pending and record["samples"] >= pending[0] * spec.train_samples:
                 fraction = pending.pop(0)
-                if "data" not in data_cache:
-                    dataset = spec.dataset
-                    data_cache["data"] = load_dataset(dataset["name"], dataset.get("path"), subsample=dataset.get("subsample"))
-                cheap = spec.intermediate
-                score = disentanglement_score(model, data_cache["data"], cheap, np.random.default_rng(cheap.seed))["eval_accuracy"]
-                step = int(fraction * spec.train_samples)
-                run.log_metrics({"intermediate_score": score}, step=step)
-                self.echo(f"trial {trial.number}: step {record['step']}, {record['samples']} samples, intermediate score {score:.4f}")
+                score = self._cheap_score(model, data)
+                scores = intermediate.setdefault(fraction, [])
+                scores.append(score)
+                mean = float(np.mean(scores))
+                step = int(index * spec.train_samples + fraction * spec.train_samples)  # the pruner's axis: samples over seeds
+                run.log_metrics({f"{prefix}intermediate_score": score}, step=int(fraction * spec.train_samples))
+                if prefix:
+                    run.log_metrics({"intermediate_score": mean}, step=step)
+                self.echo(f"trial {trial.number}: {prefix}step {record['step']}, {record['samples']} samples, "
+                          f"intermediate {spec.objective} {score:.4f}" + (f" (mean of {len(scores)} seeds {mean:.4f})" if prefix else ""))
                 if not spec.second_objective:
-                    trial.report(score, step)
+                    trial.report(mean, step)
                     if trial.should_prune():
-                        raise optuna.TrialPruned(f"intermediate score {score:.4f} at {step} samples")
+                        raise optuna.TrialPruned(f"intermediate score {mean:.4f} at step {step}")
 
         return on_record
+
+    def _cheap_score(self, model, data) -> float:
+        """The objective with the spec's intermediate (cheap) metric settings."""
+        cheap = self.spec.intermediate
+        rng = np.random.default_rng(cheap.seed)
+        if panel_metric_of(self.spec.objective) == "beta_vae":
+            return disentanglement_score(model, data, cheap, rng)["eval_accuracy"]
+        return float(panel_scores(data, representation_function(model), rng, metrics=(panel_metric_of(self.spec.objective),),
+                                  config=cheap)[self.spec.objective])
+
+    def _progress_lines(self, number: int, prefix: str = "") -> Callable[[dict[str, Any]], None]:
+        """Without a progress bar (a log file, CI): one line per tenth of the trial's budget, at most.
+
+        Records come every ``log_every`` steps; a line is echoed at the first record past each 10 %.
+        """
+        if self.progress:
+            return lambda record: None
+        total = self.spec.train_samples
+        state = {"tenth": 0}
+
+        def line(record: dict[str, Any]) -> None:
+            tenth = min(10, record["samples"] * 10 // total)
+            if tenth <= state["tenth"]:
+                return
+            state["tenth"] = tenth
+            self.echo(f"trial {number}: {prefix}{tenth * 10}% ({min(record['samples'], total):,}/{total:,} samples, "
+                      f"{record['elapsed_s']:.0f} s), loss {record['loss']:.1f}, KL {record['kl']:.2f}")
+
+        return line
+
+
+def _seed_line(metrics: dict[str, Any], spec: SweepSpec) -> str:
+    """``beta_vae 0.8512, mig 0.1201, ..., recon 31.2, KL 12.40, 5 active units`` for a progress line."""
+    keys = [k for k in SCALAR_KEYS[:9] if k in metrics]
+    return ", ".join([*(f"{k} {metrics[k]:.4f}" for k in keys), f"recon {metrics['recon_loss']:.1f}",
+                      f"KL {metrics['kl']:.2f}", f"{_fmt(metrics['active_units'])} active units"])
+
+
+def _json_ready(metrics: dict[str, Any]) -> dict[str, Any]:
+    """One seed's metrics as a trial user attribute (JSON): numbers, lists of numbers; no naming rows."""
+    return {k: (float(v) if isinstance(v, (float, np.floating)) else int(v) if isinstance(v, np.integer) else v)
+            for k, v in metrics.items() if k != "dimension_names"}
+
+
 
 
 def name_dimensions(model, data, classifier_path: str | None, rng: np.random.Generator, workdir: Path,
@@ -223,6 +444,38 @@ def name_dimensions(model, data, classifier_path: str | None, rng: np.random.Gen
     }
 
 
+def dimension_labels(rows) -> dict[int, str]:
+    """Traversal row labels from the naming table: ``{dim: "Blond_Hair + (AUC 0.76)"}``."""
+    return {row.dim: f"{row.attribute} {'+' if row.direction > 0 else '-'} (AUC {row.auc:.2f})" for row in rows}
+
+
+def conditional_metrics(model, data, classifier_path: str | None, rng: np.random.Generator) -> dict[str, Any]:
+    """A cvae trial's control and leakage (:mod:`betasweep.metrics.conditional`) on held-out data.
+
+    Returns:
+        ``leakage_auc`` ({label: AUC}), ``leakage_auc_mean``, ``leakage_auc_<label>``; with a
+        CelebA attribute ``classifier``: ``control`` ({attribute: Δp, "mean": ...}), ``control_mean``,
+        ``control_<attribute>``. The flat keys go to MLflow as metrics, the dicts to the trial.
+    """
+    from betasweep.metrics import control, held_out, leakage
+
+    control_rng, leakage_rng = (np.random.default_rng(s) for s in rng.bit_generator.seed_seq.spawn(2))
+    val = held_out(data)
+    auc = leakage(model, val, leakage_rng)
+    out: dict[str, Any] = {"leakage_auc": auc, "leakage_auc_mean": float(np.nanmean(list(auc.values())))}
+    out.update({f"leakage_auc_{k}": v for k, v in auc.items()})
+    if classifier_path:
+        from betasweep.models import probability_function
+        from betasweep.training import load_classifier
+
+        classifier, state = load_classifier(classifier_path, next(model.parameters()).device)
+        names = tuple(state["attribute_names"]) if "attribute_names" in state else tuple(data.attribute_names)
+        dp = control(model, val, probability_function(classifier), names, control_rng)
+        out.update(control=dp, control_mean=dp.get("mean", float("nan")))
+        out.update({f"control_{k}": v for k, v in dp.items() if k != "mean"})
+    return out
+
+
 def artifact_folder(name: str) -> str:
     return {"checkpoint": "checkpoint", "naming_csv": "naming", "naming_html": "naming"}.get(name, "figures")
 
@@ -230,7 +483,7 @@ def artifact_folder(name: str) -> str:
 def _beta_norm_of(spec: SweepSpec, params: dict[str, Any]) -> float:
     """β_norm of a trial's configs, before its data is loaded (CelebA has 3 channels, the rest 1)."""
     model_config, train_config = build_configs(spec, params, spec.seed, 3 if spec.dataset["name"] == "celeba" else 1)
-    return beta_norm(train_config.beta, model_config.latent_dim, model_config.num_pixels)
+    return beta_norm(train_config.beta, model_config.latent_size, model_config.num_pixels)
 
 
 def _fmt(value: Any) -> str:

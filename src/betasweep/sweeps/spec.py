@@ -8,77 +8,106 @@ Example (``examples/shapes-quick.yaml``)::
     study: shapes-quick
     dataset: {name: shapes, subsample: [1, 1, 4, 2, 2]}
     search_space:
-      beta: {low: 0.25, high: 16, log: true}
+      beta: {low: 0.25, high: 8.0, log: true}
       latent_dim: [6, 10]
       width: [16, 32]
-      batch_size: [16, 32]
-    fixed: {learning_rate: 0.001}
+    fixed: {learning_rate: 0.001, batch_size: 16}
     train_samples: 24000
+    seeds_per_trial: 2
     seed: {policy: fixed, value: 0}
     metric:
       seed: 0
+      objective: beta_vae
+      panel: [beta_vae, factor_vae, mig, sap]
       full: {num_train: 10000, num_eval: 5000, batch_size: 64}
       intermediate: {num_train: 200, num_eval: 100, batch_size: 16, at: [0.5]}
     sampler: {name: tpe, seed: 0}
     pruner: {name: median}
-    n_trials: 12
+    n_trials: 6
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from betasweep.data import DATASETS
 from betasweep.errors import ConfigError
-from betasweep.metrics import MetricConfig
+from betasweep.metrics import DEFAULT_PANEL, PANEL_METRICS, MetricConfig
 from betasweep.models import ModelConfig
+from betasweep.models.vae import family_values
 from betasweep.training import TrainConfig
 
-__all__ = ["ParamSpec", "SweepSpec", "load_spec", "parse_spec", "DEFAULT_SPEC", "CONFIG_FIELDS"]
+__all__ = ["ParamSpec", "SweepSpec", "load_spec", "parse_spec", "DEFAULT_SPEC", "CONFIG_FIELDS", "OBJECTIVE_METRICS",
+           "panel_metric_of", "expand_env"]
 
-# Config fields a spec may search or fix, with their type. num_channels and image_size follow the
-# data; train_samples, seed and device have keys of their own.
+# Config fields a spec may search or fix, with their type. num_channels, image_size and label_dim follow
+# the data; train_samples, seed and device have keys of their own.
 CONFIG_FIELDS: dict[str, type] = {
     name: kind
-    for config, own_keys in ((ModelConfig, ("num_channels", "image_size")), (TrainConfig, ("train_samples", "seed", "device")))
+    for config, own_keys in ((ModelConfig, ("num_channels", "image_size", "label_dim")),
+                             (TrainConfig, ("train_samples", "seed", "device")))
     for name, kind in typing.get_type_hints(config).items()
     if name not in own_keys
 }
 
-SAMPLERS = ("tpe", "random", "nsgaii")
+SAMPLERS = ("tpe", "random", "nsgaii", "grid")
 PRUNERS = ("median", "hyperband", "none")
 SEED_POLICIES = ("fixed", "per_trial")
 OBJECTIVES = ("recon_loss",)
+
+OBJECTIVE_METRICS: dict[str, str | None] = {
+    "beta_vae": "beta_vae",
+    "weak_label": "beta_vae",
+    "factor_vae": "factor_vae",
+    "mig": "mig",
+    "sap": "sap",
+    "dci_disentanglement": "dci",
+    "dci_completeness": "dci",
+    "dci_informativeness": "dci",
+    "udr": None,
+}
+"""``metric.objective`` values and the panel metric that computes each (UDR compares a trial's
+seeds with each other after they are all trained: no panel metric)."""
+
+
+def panel_metric_of(objective: str) -> str | None:
+    """The panel metric (:data:`~betasweep.metrics.PANEL_METRICS`) whose keys hold ``objective``; None for ``udr``."""
+    return OBJECTIVE_METRICS[objective]
 
 DEFAULT_SPEC: dict[str, Any] = {
     "study": "shapes-quick",
     "dataset": {"name": "shapes", "subsample": [1, 1, 4, 2, 2]},
     "search_space": {
-        "beta": {"low": 0.25, "high": 16.0, "log": True},
+        "beta": {"low": 0.25, "high": 8.0, "log": True},
         "latent_dim": [6, 10],
         "width": [16, 32],
-        "batch_size": [16, 32],
     },
-    "fixed": {"learning_rate": 1e-3},
+    "fixed": {"learning_rate": 1e-3, "batch_size": 16},
     "train_samples": 24_000,
+    "seeds_per_trial": 2,
     "seed": {"policy": "fixed", "value": 0},
     "metric": {
         "seed": 0,
+        "objective": "beta_vae",
+        "panel": ["beta_vae", "factor_vae", "mig", "sap"],
         "full": {"num_train": 10_000, "num_eval": 5_000, "batch_size": 64},
         "intermediate": {"num_train": 200, "num_eval": 100, "batch_size": 16, "at": [0.5]},
     },
     "sampler": {"name": "tpe", "seed": 0},
     "pruner": {"name": "median"},
-    "n_trials": 12,
+    "n_trials": 6,
 }
-"""The embedded default: procedural shapes on dSprites' downsampled grid, 12 trials in about 8 minutes on 2 cores."""
+"""The embedded default: procedural shapes on dSprites' downsampled grid, 6 trials x 2 seeds, the panel
+without DCI, batch 16 (1,500 steps per model: fewer, larger steps leave models collapsed)."""
 
 
 @dataclass(frozen=True)
@@ -123,6 +152,10 @@ class SweepSpec:
         sampler, pruner: ``{"name": ..., options}``.
         n_trials, timeout: defaults for ``betasweep sweep`` / ``worker`` (None: unlimited).
         second_objective: None or ``"recon_loss"`` (minimised, making the study multi-objective).
+        objective: the trial's value (maximised): a key of :data:`OBJECTIVE_METRICS`. Its panel
+            metric is always in ``metric.panel`` (added when the spec's ``metric.panel`` lacks it).
+        seeds_per_trial: training seeds per trial (:meth:`seeds_for`); the trial's value is the
+            mean of the objective over them.
     """
 
     study: str
@@ -140,6 +173,8 @@ class SweepSpec:
     n_trials: int | None = None
     timeout: float | None = None
     second_objective: str | None = None
+    objective: str = "beta_vae"
+    seeds_per_trial: int = 1
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
@@ -149,6 +184,17 @@ class SweepSpec:
     def seed_for(self, trial_number: int) -> int:
         return self.seed + trial_number if self.seed_policy == "per_trial" else self.seed
 
+    def seeds_for(self, trial_number: int) -> list[int]:
+        """The training seeds of a trial: ``[seed_for(trial)]`` with one seed per trial (as before
+        ``seeds_per_trial`` existed); with ``N >= 2``, ``N`` seeds drawn from
+        ``numpy.random.SeedSequence(seed_for(trial)).spawn(N)`` (one 32-bit word of each child's state).
+        With the ``fixed`` policy every trial trains the same seeds (common random numbers: two
+        configurations differ by their params, not by their seeds)."""
+        base = self.seed_for(trial_number)
+        if self.seeds_per_trial == 1:
+            return [base]
+        return [int(child.generate_state(1)[0]) for child in np.random.SeedSequence(base).spawn(self.seeds_per_trial)]
+
     def to_dict(self) -> dict[str, Any]:
         """The spec as given (after defaults), JSON-serialisable: stored in the study's user attrs."""
         return self.raw
@@ -156,8 +202,28 @@ class SweepSpec:
 
 _TOP_KEYS = {
     "study", "dataset", "search_space", "fixed", "train_samples", "seed", "metric", "sampler", "pruner",
-    "n_trials", "timeout", "second_objective",
+    "n_trials", "timeout", "second_objective", "seeds_per_trial",
 }
+
+_ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def expand_env(value: str, where: str) -> str:
+    """``value`` with every ``${NAME}`` replaced by the environment variable ``NAME``.
+
+    Lets one spec point at data that lives in different places on different machines
+    (``path: ${BETASWEEP_DSPRITES}``). Only the braced form is expanded; ``$`` alone stays as it is.
+
+    Raises:
+        ConfigError: naming ``where`` and the variable, when it is not set (or empty).
+    """
+    def replace(match: re.Match) -> str:
+        name = match.group(1)
+        if not os.environ.get(name):
+            raise ConfigError(f"{where}: environment variable {name} is not set (the spec says {value!r})")
+        return os.environ[name]
+
+    return _ENV_VAR.sub(replace, value)
 
 
 def _require(condition: bool, message: str) -> None:
@@ -170,14 +236,14 @@ def _unknown(keys, allowed, where: str) -> None:
     _require(not extra, f"{where}: unknown key {extra[0]!r}; expected one of {', '.join(sorted(allowed))}" if extra else "")
 
 
-def _metric_config(raw: Any, where: str, seed: int) -> MetricConfig:
+def _metric_config(raw: Any, where: str, seed: int, panel: tuple[str, ...] = DEFAULT_PANEL) -> MetricConfig:
     _require(isinstance(raw, dict), f"{where}: expected a mapping")
     _unknown(raw, {"num_train", "num_eval", "batch_size", "num_stat_samples", "at", "attribute_subset"}, where)
     subset = raw.get("attribute_subset")
     _require(subset is None or (isinstance(subset, list) and subset and all(isinstance(a, str) for a in subset)),
              f"{where}.attribute_subset: expected a non-empty list of attribute names")
     try:
-        return MetricConfig(seed=seed, attribute_subset=tuple(subset) if subset else None,
+        return MetricConfig(seed=seed, attribute_subset=tuple(subset) if subset else None, panel=panel,
                             **{k: int(v) for k, v in raw.items() if k not in ("at", "attribute_subset")})
     except (TypeError, ValueError) as error:
         raise ConfigError(f"{where}: {error}") from None
@@ -211,6 +277,22 @@ def _check_value(name: str, value: Any, where: str) -> None:
         _require(isinstance(value, (int, float)) and value > 0, f"{where}: learning_rate must be > 0, got {value}")
 
 
+def _check_conditioned_attributes(dataset: dict[str, Any], names: Any) -> None:
+    """A cvae's ``conditioned_attributes`` must be CelebA attributes (read from the attribute file's header)."""
+    if names is None:
+        return
+    _require(dataset["name"] == "celeba", "fixed.conditioned_attributes: attributes apply to celeba; "
+                                          "on ground-truth data give conditioned_factor")
+    header = Path(dataset.get("path") or "") / "list_attr_celeba.txt"
+    if dataset.get("path") and header.is_file():
+        with header.open() as f:
+            f.readline()
+            known = f.readline().split()
+        unknown = [a for a in ([names] if isinstance(names, str) else names) if a not in known]
+        _require(not unknown, f"fixed.conditioned_attributes: unknown CelebA attribute {unknown[0]!r} "
+                              f"(not in {header})" if unknown else "")
+
+
 def parse_spec(raw: Any, *, base_dir: str | os.PathLike | None = None) -> SweepSpec:
     """Validate a spec mapping (as loaded from YAML) into a :class:`SweepSpec`.
 
@@ -235,7 +317,7 @@ def parse_spec(raw: Any, *, base_dir: str | os.PathLike | None = None) -> SweepS
              "dataset.classifier: an attribute classifier applies to celeba only")
     for key in ("path", "classifier"):
         if dataset.get(key) is not None:
-            path = Path(os.path.expanduser(str(dataset[key])))
+            path = Path(os.path.expanduser(expand_env(str(dataset[key]), f"dataset.{key}")))
             if not path.is_absolute() and base_dir is not None:
                 path = Path(base_dir) / path
             dataset[key] = str(path)
@@ -262,19 +344,29 @@ def parse_spec(raw: Any, *, base_dir: str | os.PathLike | None = None) -> SweepS
     _unknown(seed, {"policy", "value"}, "seed")
     _require(seed.get("policy", "fixed") in SEED_POLICIES, f"seed.policy: expected one of {', '.join(SEED_POLICIES)}")
 
+    seeds_per_trial = raw.get("seeds_per_trial", 1)
+    _require(isinstance(seeds_per_trial, int) and not isinstance(seeds_per_trial, bool) and seeds_per_trial >= 1,
+             f"seeds_per_trial: expected an integer >= 1, got {seeds_per_trial!r}")
+
     metric = dict(raw.get("metric") or {})
-    _unknown(metric, {"seed", "full", "intermediate"}, "metric")
+    _unknown(metric, {"seed", "full", "intermediate", "objective", "panel"}, "metric")
     metric_seed = int(metric.get("seed", 0))
-    full = _metric_config(metric.get("full", {}), "metric.full", metric_seed)
+    objective, panel = _objective_and_panel(metric, dataset["name"], seeds_per_trial)
+    full = _metric_config(metric.get("full", {}), "metric.full", metric_seed, panel)
     intermediate, at = None, ()
     if metric.get("intermediate"):
-        intermediate = _metric_config(metric["intermediate"], "metric.intermediate", metric_seed)
+        _require(objective != "udr", "metric.intermediate: UDR compares a trial's trained seeds with each other and "
+                                     "has no score part-way through one seed; remove metric.intermediate")
+        intermediate = _metric_config(metric["intermediate"], "metric.intermediate", metric_seed, (panel_metric_of(objective),))
         at = tuple(float(a) for a in metric["intermediate"].get("at", [0.5]))
         _require(all(0 < a < 1 for a in at), "metric.intermediate.at: fractions of the budget must be in (0, 1)")
 
     sampler = raw.get("sampler", {"name": "tpe", "seed": 0})
     sampler = {"name": sampler} if isinstance(sampler, str) else dict(sampler)
     _require(sampler.get("name") in SAMPLERS, f"sampler.name: expected one of {', '.join(SAMPLERS)}, got {sampler.get('name')!r}")
+    if sampler["name"] == "grid":
+        ranged = [p.name for p in params if p.choices is None]
+        _require(not ranged, f"search_space.{ranged[0] if ranged else ''}: the grid sampler needs a list of choices, not a range")
     pruner = raw.get("pruner", {"name": "median"})
     pruner = {"name": pruner} if isinstance(pruner, str) else dict(pruner or {"name": "none"})
     _require(pruner.get("name") in PRUNERS, f"pruner.name: expected one of {', '.join(PRUNERS)}, got {pruner.get('name')!r}")
@@ -286,21 +378,56 @@ def parse_spec(raw: Any, *, base_dir: str | os.PathLike | None = None) -> SweepS
     _require(n_trials is None or (isinstance(n_trials, int) and n_trials >= 1), f"n_trials: expected an integer >= 1, got {n_trials!r}")
     _require(timeout is None or (isinstance(timeout, (int, float)) and timeout > 0), f"timeout: expected seconds > 0, got {timeout!r}")
 
-    # Build the configs once with the range ends, so that anything they refuse is refused now.
+    # Build the configs once with the range ends (once per family when model is searched, each
+    # with its own fields), so that anything they refuse is refused now.
     probe = {p.name: p.values()[0] for p in params} | fixed
+    families = next((p.values() for p in params if p.name == "model"), None)
     try:
-        ModelConfig(**{k: v for k, v in probe.items() if k in ModelConfig.__dataclass_fields__})
+        for family in families or [probe.get("model", "beta_vae")]:
+            values = family_values(probe | {"model": family}) if families else probe
+            ModelConfig(**{k: v for k, v in values.items() if k in ModelConfig.__dataclass_fields__})
         TrainConfig(train_samples=train_samples, **{k: v for k, v in probe.items() if k in TrainConfig.__dataclass_fields__})
     except (TypeError, ConfigError) as error:
         raise ConfigError(f"spec: {error}") from None
+    _check_conditioned_attributes(dataset, fixed.get("conditioned_attributes"))
 
     normalised = {**raw, "dataset": dataset}
     return SweepSpec(
         study=raw["study"].strip(), dataset=dataset, search_space=params, fixed=fixed, train_samples=train_samples,
         seed_policy=seed.get("policy", "fixed"), seed=int(seed.get("value", 0)), metric=full, intermediate=intermediate,
         intermediate_at=at, sampler=sampler, pruner=pruner, n_trials=n_trials, timeout=timeout,
-        second_objective=second, raw=normalised,
+        second_objective=second, objective=objective, seeds_per_trial=seeds_per_trial, raw=normalised,
     )
+
+
+def _objective_and_panel(metric: dict[str, Any], dataset: str, seeds_per_trial: int) -> tuple[str, tuple[str, ...]]:
+    """``metric.objective`` and ``metric.panel``, validated; the objective's panel metric is added to the panel.
+
+    Default objective: ``beta_vae`` (the Higgins score), ``weak_label`` on CelebA (its variant there).
+    """
+    default = "weak_label" if dataset == "celeba" else "beta_vae"
+    objective = metric.get("objective", default)
+    _require(objective in OBJECTIVE_METRICS,
+             f"metric.objective: unknown objective {objective!r}; expected one of {', '.join(OBJECTIVE_METRICS)}")
+    if dataset == "celeba":
+        _require(objective not in ("beta_vae", "factor_vae"),
+                 f"metric.objective: {objective} needs a ground-truth simulator (a factor held fixed); "
+                 "on celeba use weak_label, mig, sap, a dci_* score or udr")
+    else:
+        _require(objective != "weak_label", f"metric.objective: weak_label is the CelebA variant of the Higgins score; "
+                                            f"on {dataset} use beta_vae")
+    _require(objective != "udr" or seeds_per_trial >= 2,
+             f"metric.objective: udr compares the models of a trial's seeds; it needs seeds_per_trial >= 2, "
+             f"got {seeds_per_trial}")
+    raw_panel = metric.get("panel", list(DEFAULT_PANEL))
+    raw_panel = [raw_panel] if isinstance(raw_panel, str) else raw_panel
+    _require(isinstance(raw_panel, list) and raw_panel and all(isinstance(m, str) for m in raw_panel),
+             f"metric.panel: expected a non-empty list of metrics, some of {', '.join(PANEL_METRICS)}")
+    for name in raw_panel:
+        _require(name in PANEL_METRICS, f"metric.panel: unknown metric {name!r}; expected some of {', '.join(PANEL_METRICS)}")
+    needed = panel_metric_of(objective)
+    panel = tuple(dict.fromkeys([*raw_panel, *([needed] if needed else [])]))
+    return objective, panel
 
 
 def load_spec(path: str | os.PathLike | None) -> SweepSpec:

@@ -67,7 +67,14 @@ class StorageError(BetasweepError):
 def _storage_errors() -> tuple[type[BaseException], ...]:
     import sqlalchemy.exc
 
-    return (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError)
+    errors: tuple[type[BaseException], ...] = (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError)
+    try:  # behind the storage proxy (grpc://): the proxy went away
+        import grpc
+
+        errors += (grpc.RpcError,)
+    except ImportError:
+        pass
+    return errors
 
 
 STORAGE_ERRORS = _storage_errors()
@@ -132,11 +139,13 @@ def make_sampler(spec: SweepSpec, seed_offset: int = 0) -> optuna.samplers.BaseS
         return optuna.samplers.TPESampler(seed=seed, **options)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
+    if name == "grid":  # every combination of the choices once, in a seeded order
+        return optuna.samplers.GridSampler({p.name: list(p.choices) for p in spec.search_space}, seed=seed)
     return optuna.samplers.NSGAIISampler(seed=seed, **options)
 
 
 def make_pruner(spec: SweepSpec) -> optuna.pruners.BasePruner:
-    """Median, Hyperband (resources counted in training samples) or none."""
+    """Median, Hyperband (resources counted in training samples over all of a trial's seeds) or none."""
     options = {k: v for k, v in spec.pruner.items() if k != "name"}
     name = spec.pruner["name"]
     if name == "none" or spec.intermediate is None:
@@ -144,7 +153,8 @@ def make_pruner(spec: SweepSpec) -> optuna.pruners.BasePruner:
     if name == "median":
         return optuna.pruners.MedianPruner(**options)
     first = int(min(spec.intermediate_at) * spec.train_samples)
-    return optuna.pruners.HyperbandPruner(min_resource=max(1, first), max_resource=spec.train_samples, **options)
+    return optuna.pruners.HyperbandPruner(min_resource=max(1, first), max_resource=spec.train_samples * spec.seeds_per_trial,
+                                          **options)
 
 
 def _end_stale_run(tracking_uri: str | None) -> Callable[[optuna.Study, optuna.trial.FrozenTrial], None]:
@@ -173,16 +183,25 @@ def make_storage(
     tracking_uri: str | None = None,
     heartbeat_interval: int = HEARTBEAT_INTERVAL_S,
     grace_period: int = GRACE_PERIOD_S,
-) -> RDBStorage:
-    """Optuna RDB storage with heartbeats and retry of a dead worker's trial.
+) -> optuna.storages.BaseStorage:
+    """Optuna storage with heartbeats and retry of a dead worker's trial.
 
     Args:
-        url: ``sqlite:///file.db`` or ``postgresql+psycopg://user:pw@host:port/db``.
+        url: ``sqlite:///file.db``, ``postgresql+psycopg://user:pw@host:port/db``, or
+            ``grpc://host:port`` for ``betasweep storage-proxy`` (heartbeats through the proxy: see
+            :mod:`betasweep.sweeps.proxy`).
         tracking_uri: where the trials' MLflow runs are (to end a dead worker's run).
 
     Raises:
-        ConfigError: the URL is not a database URL Optuna can open.
+        ConfigError: the URL is not a database URL Optuna can open, or no proxy answers at it.
     """
+    if url.startswith("grpc:"):
+        from betasweep.sweeps.proxy import open_grpc_storage
+
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # gRPC proxy, heartbeats
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        return open_grpc_storage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
+                                 stale_trial_callback=_end_stale_run(tracking_uri))
     engine_kwargs = {"pool_pre_ping": True} if url.startswith("postgresql") else {}
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats, retry callback
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -250,7 +269,18 @@ def load_study(name: str, storage: RDBStorage, *, seed_offset: int = 0) -> tuple
 
 
 class WorkerStopped(KeyboardInterrupt):
-    """Raised in the main thread by SIGTERM (Ctrl-C raises KeyboardInterrupt): stop after closing the trial."""
+    """Raised in the main thread by SIGTERM (Ctrl-C raises KeyboardInterrupt): stop after closing the trial.
+
+    Every stop raised in this process is recorded in ``WorkerStopped.raised`` (its reason), so a
+    caller of the worker (the Slurm task, :class:`betasweep.sweeps.launcher.WorkerTask`) can tell a
+    worker stopped by a signal from one that finished.
+    """
+
+    raised: list[str] = []
+
+    def __init__(self, reason: str = "") -> None:
+        super().__init__(reason)
+        WorkerStopped.raised.append(reason)
 
 
 def run_trials(
@@ -263,6 +293,7 @@ def run_trials(
     max_complete: int | None = None,
     progress: bool = True,
     echo: Callable[[str], None] | None = None,
+    end_parent: bool = False,
 ) -> bool:
     """Run trials of ``study`` in this process, one at a time, until a limit is reached.
 
@@ -279,6 +310,11 @@ def run_trials(
     its MLflow run ends KILLED, and its params are queued again so another worker (or the next run)
     redoes it.
 
+    The study's MLflow parent run is RUNNING while trials run here (an ended one is reopened when a
+    trial starts) and ends FINISHED when the study reaches its target: the ``max_complete`` COMPLETE
+    trials, ended by whichever worker sees it; with ``end_parent`` (this process alone runs the
+    study, as ``betasweep sweep``) also when the loop ends, or KILLED when a signal stops it.
+
     Returns:
         True if the loop ended by itself, False if it was stopped by a signal.
     """
@@ -291,7 +327,7 @@ def run_trials(
     optuna.logging.set_verbosity(optuna.logging.ERROR)
 
     def on_sigterm(signum, frame):
-        raise WorkerStopped(f"signal {signum}")
+        raise WorkerStopped(signal.Signals(signum).name)
 
     previous = signal.signal(signal.SIGTERM, on_sigterm) if threading.current_thread() is threading.main_thread() else None
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -305,6 +341,8 @@ def run_trials(
                 if verdict == "done":
                     echo(f"study {study.study_name!r} has {max_complete} complete trial(s): done")
                     break
+                if verdict == "run" and ran == 0 and tracker.reopen_run(parent):
+                    echo(f"study {study.study_name!r}: its MLflow run is RUNNING again while trials are added")
                 if verdict == "wait":
                     gate.release()
                     if not waiting:
@@ -316,11 +354,30 @@ def run_trials(
                 _run_one(study, objective, gate.release, echo)
     except KeyboardInterrupt:
         _requeue_interrupted(study, objective.current_trial, echo=echo)
+        if end_parent:
+            _end_parent(tracker, parent, "KILLED", echo)
         return False
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+    if end_parent or _target_reached(study, max_complete):
+        _end_parent(tracker, parent, "FINISHED", echo)
     return True
+
+
+def _target_reached(study: optuna.Study, max_complete: int | None) -> bool:
+    """Whether the study has its study-wide target of COMPLETE trials (never, without a target)."""
+    if max_complete is None:
+        return False
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) >= max_complete
+
+
+def _end_parent(tracker: Tracker, parent: str, status: str, echo: Callable[[str], None]) -> None:
+    """End the study's parent run (once: a worker that finds it ended changes nothing); a failure is one line."""
+    try:
+        tracker.end_parent_run(parent, status)
+    except Exception as error:  # MlflowException, TrackingError: the trials are stored, only the status is late
+        echo(f"warning: could not end the study's MLflow run {parent} ({_first_line(error)})")
 
 
 def _verdict(study: optuna.Study, max_complete: int | None) -> str:
@@ -354,6 +411,8 @@ def _run_one(study: optuna.Study, objective: Objective, release: Callable[[], No
     def run(trial: optuna.Trial):
         release()  # the trial exists (RUNNING): other workers may count it and start theirs
         trial.set_user_attr("worker", worker_id())
+        if slurm_task_id():
+            trial.set_user_attr("slurm_task", slurm_task_id())
         try:
             return objective(trial)
         except optuna.exceptions.UpdateFinishedTrialError:
@@ -453,6 +512,14 @@ def warn_if_shared_sqlite(storage_url: str, study: optuna.Study | None, *, worke
 def worker_id() -> str:
     """``host:pid`` of this process, stored in each trial it runs (user attribute ``worker``)."""
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def slurm_task_id() -> str | None:
+    """``JOBID_TASK`` of the Slurm array task this process runs in (``JOBID`` outside an array), or None."""
+    array_job, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    if array_job and task:
+        return f"{array_job}_{task}"
+    return os.environ.get("SLURM_JOB_ID")
 
 
 def worker_seed_offset() -> int:
