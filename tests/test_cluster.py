@@ -180,6 +180,6 @@ def test_slurm_array_of_two_workers_with_a_task_requeued_mid_trial(slurm_cluster
     assert run.info.status == "KILLED" and "SIGTERM" in run.data.tags["fail_reason"]
     # Both tasks ran trials, and the requeued task came back (a second start in its log).
     assert {f"{job}_0", f"{job}_1"} <= {t.user_attrs.get("slurm_task") for t in trials}, logs
-    assert "score" in log_0.read_text() and f"trial {victim.number}: " in log_1.read_text(), logs
+    assert re.search(r"trial \d+: beta_vae \d", log_0.read_text()) and f"trial {victim.number}: " in log_1.read_text(), logs
     out_1 = (jobs / f"{job}_1_0_log.out").read_text()
     assert out_1.count(f"array task {job}_1: betasweep worker --study") == 2, out_1

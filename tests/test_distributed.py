@@ -219,6 +219,12 @@ def test_three_workers_share_one_study_to_exactly_n_complete_trials(make_study, 
     said: list[str] = []
     assert run_trials(loaded, spec, Tracker(study.tracking_uri, study.name), max_complete=5, echo=said.append)
     assert said == [f"study {study.name!r} has 5 complete trial(s): done"] and len(study.trials()) == 5
+    # A retry queued after the target was reached (a trial started just before it) is owed: it still runs.
+    loaded.enqueue_trial(trials[0].params, user_attrs={"retried_from": 0})
+    assert run_trials(loaded, spec, Tracker(study.tracking_uri, study.name), max_complete=5, echo=said.append)
+    after = study.trials()
+    assert [t.state for t in after] == [TrialState.COMPLETE] * 6 and after[5].params == trials[0].params, said
+    assert said[-1] == f"study {study.name!r} has 5 complete trial(s): done"
 
 
 def test_a_worker_killed_mid_trial_has_its_trial_retried_and_its_run_ended(make_study, tmp_path):

@@ -28,10 +28,14 @@ def test_default_spec_is_the_shapes_quick_example():
     assert spec.study == "shapes-quick" and spec.dataset["name"] == "shapes"
 
 
-@pytest.mark.parametrize("name", ["shapes-quick.yaml", "dsprites.yaml", "dsprites-pareto.yaml"])
-def test_examples_are_valid(name):
+@pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.yaml")))
+def test_examples_are_valid(name, monkeypatch):
+    # The examples name their data by environment variable, as a user's shell would set it.
+    monkeypatch.setenv("BETASWEEP_DSPRITES", "/data/dsprites_downsampled.npz")
+    monkeypatch.setenv("BETASWEEP_CELEBA", "/data/celeba")
     spec = load_spec(EXAMPLES / name)
     assert spec.search_space and spec.train_samples > 0
+    assert "$" not in str(spec.dataset.get("path", ""))
 
 
 def test_relative_data_path_is_read_from_the_spec_folder(tmp_path):

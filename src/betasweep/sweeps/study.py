@@ -301,7 +301,9 @@ def run_trials(
     study-wide ``max_complete``: no trial starts once the study's COMPLETE plus RUNNING trials (of
     all workers) reach it; while only trials running elsewhere cover it, this worker waits (failing
     stale trials as it polls, so a dead worker's trial is retried) and stops when the study has
-    ``max_complete`` COMPLETE trials.
+    ``max_complete`` COMPLETE trials. A queued (WAITING) trial, the retry of a stopped or dead
+    worker's trial, always runs: where no lock orders the workers (behind the storage proxy) a trial
+    started in the moment before the retry was queued can carry the study one past its target.
 
     Diverging trials end FAIL and the loop goes on, as does a trial that another worker failed as
     stale (it missed heartbeats; its retry runs elsewhere). Any other exception stops the loop;
@@ -387,7 +389,11 @@ def _verdict(study: optuna.Study, max_complete: int | None) -> str:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)  # a dead worker's trial no longer counts as running
-    states = [t.state for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))]
+    states = [t.state for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING))]
+    if TrialState.WAITING in states:
+        # A queued trial (the retry of a stopped or dead worker's trial) is owed: it runs even when the
+        # target was reached meanwhile by a trial another worker started before the retry was queued.
+        return "run"
     complete = states.count(TrialState.COMPLETE)
     if complete >= max_complete:
         return "done"
