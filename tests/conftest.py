@@ -48,20 +48,37 @@ def dsprites_raw(dsprites_path) -> dict[str, np.ndarray]:
 
 
 @pytest.fixture(scope="session")
-def trained_small(dsprites, tmp_path_factory):
+def trained_small(dsprites, tmp_path_factory, worker_id):
     """A small β-VAE trained on real dSprites (β=1, m=6, k=16, 24,000 samples at batch 16) and its checkpoint.
 
     1,500 steps escape the early posterior collapse on dSprites (fewer, larger steps at β=4 do not).
+    Under pytest-xdist the first worker to ask trains it and the others load its checkpoint (a file
+    lock in the run's shared temporary folder, as pytest-xdist's documentation suggests), so the
+    minutes of training are spent once per run.
     """
-    from betasweep.models import ModelConfig
-    from betasweep.training import TrainConfig, train
+    from filelock import FileLock
 
-    path = tmp_path_factory.mktemp("trained") / "checkpoint.pt"
-    model_config = ModelConfig(latent_dim=6, width=16)
-    train_config = TrainConfig(beta=1.0, batch_size=16, train_samples=24_000, learning_rate=1e-3, seed=0)
-    result = train(dsprites, model_config, train_config, checkpoint_path=path,
-                   extra={"dataset": "dsprites", "data_path": str(DSPRITES_PATH)})
-    return result, path
+    from betasweep.models import ModelConfig
+    from betasweep.training import TrainConfig, TrainResult, load_checkpoint, train
+
+    def train_once(path: Path) -> TrainResult:
+        model_config = ModelConfig(latent_dim=6, width=16)
+        train_config = TrainConfig(beta=1.0, batch_size=16, train_samples=24_000, learning_rate=1e-3, seed=0)
+        return train(dsprites, model_config, train_config, checkpoint_path=path,
+                     extra={"dataset": "dsprites", "data_path": str(DSPRITES_PATH)})
+
+    if worker_id == "master":  # no xdist
+        path = tmp_path_factory.mktemp("trained") / "checkpoint.pt"
+        return train_once(path), path
+    shared = tmp_path_factory.getbasetemp().parent / "trained-small"
+    shared.mkdir(exist_ok=True)
+    path = shared / "checkpoint.pt"
+    with FileLock(str(shared / "lock")):
+        if not path.is_file():
+            return train_once(path), path
+    model, state = load_checkpoint(path)
+    return TrainResult(model=model, step=state["step"], samples_seen=state["samples_seen"],
+                       history=state.get("history", []), model_config=model.config), path
 
 
 @pytest.fixture(scope="session")
