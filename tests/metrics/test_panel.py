@@ -128,6 +128,14 @@ def test_dci_is_unchanged_by_permuting_and_rescaling_latents(dsprites, controls,
         assert got[name] == pytest.approx(control_scores["mixed"][name], abs=0.02), name
 
 
+def test_dci_does_not_depend_on_how_many_processes_fit_it(dsprites, controls, control_scores):
+    # control_scores ran with the default n_jobs=-1 (one process per CPU); in this process alone:
+    got = dci(dsprites, GridEncoding.from_codes(dsprites, controls["mixed"]), np.random.default_rng(0),
+              n_jobs=1, **DCI_SMALL)
+    assert got == {name: control_scores["mixed"][name]
+                   for name in ("dci_disentanglement", "dci_completeness", "dci_informativeness")}
+
+
 # --- the panel entry point -------------------------------------------------------------------
 
 class CountingFactorLookup:

@@ -159,3 +159,15 @@ def test_the_loss_of_every_family_is_recon_plus_beta_kl_by_hand(dsprites, family
     assert record["loss"] == pytest.approx(recon.item() + beta * kl.item(), rel=1e-5)
     if family == "nvae":
         assert set(record) >= {"kl_group_0_4x4", "kl_group_1_8x8", "spectral"}
+
+
+def test_kl_warmup_ramps_beta_in_every_family_and_defaults_by_family():
+    # KL annealing (Bowman et al. 2016): the weight on β grows linearly over the first fraction of the steps.
+    for family in ("beta_vae", "nvae"):
+        model = build_model(ModelConfig(model=family, width=8, kl_warmup=0.5))
+        assert [model.kl_weight(step, 100) for step in (0, 25, 50, 99)] == [0.0, 0.5, 1.0, 1.0]
+    # None means the family's default: off for beta_vae (as before the field existed), 0.3 for nvae.
+    assert build_model(ModelConfig(width=8)).kl_weight(0, 100) == 1.0
+    assert build_model(ModelConfig(model="nvae", width=8)).kl_weight(15, 100) == pytest.approx(0.5)
+    with pytest.raises(ConfigError, match="kl_warmup must be a fraction"):
+        ModelConfig(kl_warmup=1.5)

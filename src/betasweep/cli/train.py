@@ -39,7 +39,7 @@ from betasweep.cli._common import emit_json, progress_option
 @click.option("--nvae-latent-channels", type=int, default=None, help="nvae: channels per latent group (default 4).")
 @click.option("--nvae-representation", type=click.Choice(["top", "all"]), default=None,
               help="nvae: the metrics' code: the top group's posterior means (default) or every group's.")
-@click.option("--kl-warmup", type=float, default=None, help="nvae: fraction of the budget of KL warm-up (default 0.3).")
+@click.option("--kl-warmup", type=float, default=None, help="Fraction of the budget over which the KL weight grows from 0 to beta (default: nvae 0.3, others 0).")
 @click.option("--spectral-weight", type=float, default=None, help="nvae: spectral regularisation weight λ (default 0.1).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:i].")

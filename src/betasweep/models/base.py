@@ -77,8 +77,13 @@ class VAEFamily(nn.Module):
         return torch.zeros((), device=next(self.parameters()).device)
 
     def kl_weight(self, step: int, num_steps: int) -> float:
-        """Factor on β at optimiser step ``step`` of ``num_steps`` (nvae: KL warm-up); 1 by default."""
-        return 1.0
+        """Factor on β at optimiser step ``step`` of ``num_steps``: the KL warm-up.
+
+        ``min(1, step / (w · num_steps))`` with ``w = config.kl_warmup_fraction`` (Bowman et al. 2016,
+        Sec. 3.1; Vahdat & Kautz 2020, Sec. 5); 1 throughout when ``w`` is 0.
+        """
+        ramp = self.config.kl_warmup_fraction * num_steps
+        return 1.0 if ramp <= 0 else min(1.0, step / ramp)
 
     def kl_groups(self, kl_per_dim: list[float]) -> dict[str, float]:
         """KL summed per latent group (nvae: ``kl_group_0`` top, ...); empty for one-group families."""

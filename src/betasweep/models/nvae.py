@@ -263,7 +263,3 @@ class NVAE(VAEFamily):
             return torch.zeros((), device=self.h0.device)
         return self.config.spectral_weight * self.spectral_norms().sum()
 
-    def kl_weight(self, step: int, num_steps: int) -> float:
-        """KL warm-up: ``min(1, step / (kl_warmup · num_steps))`` (1 when ``kl_warmup`` is 0)."""
-        ramp = self.config.kl_warmup * num_steps
-        return 1.0 if ramp <= 0 else min(1.0, step / ramp)

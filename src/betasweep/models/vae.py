@@ -20,8 +20,7 @@ FAMILIES = ("beta_vae", "cvae", "nvae")
 FAMILY_FIELDS: dict[str, tuple[str, ...]] = {
     "beta_vae": ("latent_dim", "hidden_dim"),
     "cvae": ("latent_dim", "hidden_dim", "conditioned_attributes", "conditioned_factor", "label_dim"),
-    "nvae": ("nvae_scales", "nvae_groups", "nvae_latent_channels", "nvae_representation", "kl_warmup",
-             "spectral_weight"),
+    "nvae": ("nvae_scales", "nvae_groups", "nvae_latent_channels", "nvae_representation", "spectral_weight"),
 }
 """The fields each family reads. A field read by no family of the config's ``model`` must keep its
 default: setting it is refused with a one-line :class:`ConfigError` naming it."""
@@ -66,8 +65,11 @@ class ModelConfig:
         nvae_latent_channels: nvae: channels of each latent group (>= 1).
         nvae_representation: nvae: ``"top"`` (posterior means of the top, 4x4 group, flattened:
             the metrics' representation) or ``"all"`` (every group's).
-        kl_warmup: nvae: fraction of the training budget over which the KL weight grows linearly
-            from 0 to β (Vahdat & Kautz 2020, Sec. 5 "KL warm-up"; 0 disables).
+        kl_warmup: all families: fraction of the training budget over which the KL weight grows
+            linearly from 0 to β (KL annealing, Bowman et al. 2016 Sec. 3.1; Vahdat & Kautz 2020,
+            Sec. 5 "KL warm-up"; 0 disables). None: the family's default, 0.3 for nvae and 0 for
+            beta_vae and cvae (checkpoints written before the field existed load as 0). On dSprites
+            at the default sweep's budget it keeps seeds from collapsing: see examples/shapes-quick.yaml.
         spectral_weight: nvae: λ of the spectral regularisation ``λ · Σ_i s(W_i)`` (Sec. 3.3).
     """
 
@@ -84,7 +86,7 @@ class ModelConfig:
     nvae_groups: int = 1
     nvae_latent_channels: int = 4
     nvae_representation: str = "top"
-    kl_warmup: float = 0.3
+    kl_warmup: float | None = None
     spectral_weight: float = 0.1
 
     def __post_init__(self):
@@ -121,10 +123,17 @@ class ModelConfig:
                               f"{self.nvae_latent_channels}")
         if self.nvae_representation not in ("top", "all"):
             raise ConfigError(f"nvae_representation must be 'top' or 'all', got {self.nvae_representation!r}")
-        if not 0 <= self.kl_warmup <= 1:
+        if self.kl_warmup is not None and not 0 <= self.kl_warmup <= 1:
             raise ConfigError(f"kl_warmup must be a fraction of the budget in [0, 1], got {self.kl_warmup}")
         if not self.spectral_weight >= 0:
             raise ConfigError(f"spectral_weight must be >= 0, got {self.spectral_weight}")
+
+    @property
+    def kl_warmup_fraction(self) -> float:
+        """``kl_warmup`` resolved: the family's default (nvae 0.3, others 0) when it is None."""
+        if self.kl_warmup is not None:
+            return float(self.kl_warmup)
+        return 0.3 if self.model == "nvae" else 0.0
 
     @property
     def num_pixels(self) -> int:

@@ -362,7 +362,7 @@ class Objective:
                 if prefix:
                     run.log_metrics({"intermediate_score": mean}, step=step)
                 self.echo(f"trial {trial.number}: {prefix}step {record['step']}, {record['samples']} samples, "
-                          f"intermediate {spec.objective} {score:.4f}" + (f" (mean of {len(scores)} seeds {mean:.4f})" if prefix else ""))
+                          f"intermediate {spec.objective} {score:.4f}" + (f" (mean over {len(scores)} seeds so far {mean:.4f})" if len(scores) > 1 else ""))
                 if not spec.second_objective:
                     trial.report(mean, step)
                     if trial.should_prune():
