@@ -92,6 +92,12 @@ def test_report_prints_the_verdict_and_mean_and_se_per_configuration(seeded):
     assert "configurations, mean ± SE over seeds (ranked by mig):" in proc.stdout
     best_mig = max(study.trials, key=lambda t: t.user_attrs["mig"])
     assert f"trial #{best_mig.number} (beta={best_mig.params['beta']:.3g})" in lines[1]
+    # The configurations table prints β to 3 significant digits, as the verdict does.
+    table = lines[lines.index("configurations, mean ± SE over seeds (ranked by mig):") + 1:]
+    betas = {f"{t.params['beta']:.3g}" for t in study.trials}
+    assert all(any(b in row.split() for b in betas) for row in table[1:1 + len(study.trials)]), table
+    assert not any(repr(t.params["beta"]) in proc.stdout.split("configurations")[1].split("best trial")[0]
+                   for t in study.trials if len(repr(t.params["beta"])) > 5)
     client = MlflowClient(tracking_uri)  # the registered model is the best trial's best seed's checkpoint
     version = client.get_model_version_by_alias("betasweep-seeded", "best")
     assert version.source.endswith(study.best_trial.user_attrs["best_seed_checkpoint"])

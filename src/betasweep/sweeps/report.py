@@ -155,14 +155,15 @@ def configuration_frame(study: optuna.Study, spec: SweepSpec, rank_by: str | Non
 
 
 def format_configurations(frame: pd.DataFrame, spec: SweepSpec) -> pd.DataFrame:
-    """:func:`configuration_frame` with ``mean ± SE`` strings per metric (for printing)."""
+    """:func:`configuration_frame` with ``mean ± SE`` strings per metric and β-like values to 3
+    significant digits (:func:`format_numbers`), for printing."""
     if frame.empty:
         return frame
     keys = [k for k in panel_value_keys(spec) if k in frame]
     shown = frame.drop(columns=[k for key in keys for k in (key, f"{key}_se")])
     for key in keys:
         shown[key] = [f"{m:.4f} ± {s:.4f}" if math.isfinite(s) else f"{m:.4f}" for m, s in zip(frame[key], frame[f"{key}_se"])]
-    return shown[[c for c in shown.columns if c != "collapsed"] + ["collapsed"]]
+    return format_numbers(shown[[c for c in shown.columns if c != "collapsed"] + ["collapsed"]])
 
 
 def study_verdict(study: optuna.Study, spec: SweepSpec, rank_by: str | None = None) -> Verdict:
