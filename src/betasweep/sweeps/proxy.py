@@ -44,8 +44,8 @@ _log = logging.getLogger(__name__)
 
 
 def redact_url(url: str) -> str:
-    """A storage URL fit for messages and logs, the password as ``***`` (as ``study.redact``, without its
-    torch and mlflow imports: the proxy and ``submit --dry-run`` stay light)."""
+    """A storage URL fit for messages and logs, the password as ``***`` (``study.redact`` too: this
+    module has no torch or mlflow imports, so the proxy and ``submit --dry-run`` stay light)."""
     import sqlalchemy.engine
 
     try:
@@ -55,6 +55,7 @@ def redact_url(url: str) -> str:
 
 
 def _first_line(error: BaseException) -> str:
+    """``"ErrorType: first line of its message"`` of the error's cause, at most 300 characters."""
     cause = error.__cause__ or error
     text = str(cause).strip().splitlines()
     return f"{type(cause).__name__}: {text[0] if text else ''}"[:300]

@@ -31,6 +31,8 @@ from optuna.trial import TrialState
 
 from betasweep.errors import BetasweepError, ConfigError, DivergenceError
 from betasweep.sweeps.objective import Objective
+from betasweep.sweeps.proxy import _first_line
+from betasweep.sweeps.proxy import redact_url as redact
 from betasweep.sweeps.spec import SweepSpec, parse_spec
 from betasweep.tracking import Tracker
 
@@ -111,22 +113,6 @@ class _Storage(RDBStorage):
         except STORAGE_ERRORS as error:
             _log.warning("heartbeat of trial id %d not recorded (database unreachable?): %s",
                          trial_id, _first_line(error))
-
-
-def redact(url: str) -> str:
-    """A storage URL fit for messages and logs: the password replaced by ``***``."""
-    try:
-        import sqlalchemy.engine
-
-        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not a URL SQLAlchemy parses: show only its scheme
-        return url.split(":", 1)[0] + "://..."
-
-
-def _first_line(error: BaseException) -> str:
-    cause = error.__cause__ or error
-    text = str(cause).strip().splitlines()
-    return f"{type(cause).__name__}: {text[0] if text else ''}"[:300]
 
 
 def make_sampler(spec: SweepSpec, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
