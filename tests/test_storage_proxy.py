@@ -122,8 +122,12 @@ def test_three_workers_behind_the_proxy_finish_the_study_and_retry_a_killed_work
 
     killed = trials[victim_trial.number]
     assert killed.state == TrialState.FAIL
-    (retry,) = [t for t in trials if victim_trial.number in t.system_attrs.get("retry_history", [])]
-    assert retry.state == TrialState.COMPLETE and retry.params == killed.params
+    # Its retry ran to the end; on a loaded machine a retry can miss its own heartbeats and be retried
+    # in turn (Optuna's retry_history then lists the whole chain): the chain ends in one COMPLETE trial.
+    chain = [t for t in trials if victim_trial.number in t.system_attrs.get("retry_history", [])]
+    (retry,) = [t for t in chain if t.state == TrialState.COMPLETE]
+    assert all(t.state == TrialState.FAIL for t in chain if t is not retry), [(t.number, t.state) for t in chain]
+    assert retry.params == killed.params
     assert retry.user_attrs["worker"] != killed.user_attrs["worker"]
     run = MlflowClient(study.tracking_uri).get_run(killed.user_attrs["mlflow_run_id"])
     assert run.info.status == "KILLED" and "heartbeat" in run.data.tags["fail_reason"]

@@ -287,8 +287,8 @@ def run_trials(
     study-wide ``max_complete``: no trial starts once the study's COMPLETE plus RUNNING trials (of
     all workers) reach it; while only trials running elsewhere cover it, this worker waits (failing
     stale trials as it polls, so a dead worker's trial is retried) and stops when the study has
-    ``max_complete`` COMPLETE trials. A queued (WAITING) trial, the retry of a stopped or dead
-    worker's trial, always runs: where no lock orders the workers (behind the storage proxy) a trial
+    ``max_complete`` COMPLETE trials and (with heartbeats) none RUNNING elsewhere. A queued
+    (WAITING) trial, the retry of a stopped or dead worker's trial, always runs: where no lock orders the workers (behind the storage proxy) a trial
     started in the moment before the retry was queued can carry the study one past its target.
 
     Diverging trials end FAIL and the loop goes on, as does a trial that another worker failed as
@@ -382,7 +382,11 @@ def _verdict(study: optuna.Study, max_complete: int | None) -> str:
         return "run"
     complete = states.count(TrialState.COMPLETE)
     if complete >= max_complete:
-        return "done"
+        # A trial still RUNNING elsewhere may be a dead worker's (behind the proxy, where no lock keeps
+        # the count exact, the target can be reached while it is): wait until it ends or turns stale and
+        # is retried. Without heartbeats a dead trial never turns stale, so there is nothing to wait for.
+        heartbeat = getattr(study._storage, "get_heartbeat_interval", lambda: None)()
+        return "wait" if heartbeat and TrialState.RUNNING in states else "done"
     return "wait" if len(states) >= max_complete else "run"
 
 
