@@ -46,13 +46,13 @@ class VAEFamily(nn.Module):
 
     @property
     def representation_dim(self) -> int:
-        """``d``: columns of :meth:`representation` (what the metrics score)."""
-        raise NotImplementedError
+        """``d``: columns of :meth:`representation` (what the metrics score); ``latent_dim`` unless a family says otherwise."""
+        return self.config.latent_dim
 
     @property
     def kl_dim(self) -> int:
-        """``K``: columns of :attr:`ElboTerms.kl`; the representation's units come first."""
-        raise NotImplementedError
+        """``K``: columns of :attr:`ElboTerms.kl`; the representation's units come first (``latent_dim`` by default)."""
+        return self.config.latent_dim
 
     def elbo_terms(self, x: torch.Tensor, y: torch.Tensor | None = None,
                    generator: torch.Generator | None = None) -> ElboTerms:

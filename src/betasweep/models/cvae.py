@@ -137,14 +137,6 @@ class CVAE(VAEFamily):
             nn.init.zeros_(film.weight)
             nn.init.zeros_(film.bias)
 
-    @property
-    def representation_dim(self) -> int:
-        return self.config.latent_dim
-
-    @property
-    def kl_dim(self) -> int:
-        return self.config.latent_dim
-
     @staticmethod
     def _labels(y: torch.Tensor | None, b: int) -> torch.Tensor:
         if y is None:

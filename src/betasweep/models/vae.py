@@ -201,14 +201,6 @@ class BetaVAE(VAEFamily):
         """``z`` ``(b, latent_dim)`` → Bernoulli logits ``(b, C, 64, 64)`` (``y`` unused: unconditional)."""
         return self.decoder(z)
 
-    @property
-    def representation_dim(self) -> int:
-        return self.config.latent_dim
-
-    @property
-    def kl_dim(self) -> int:
-        return self.config.latent_dim
-
     def representation(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """The encoder mean ``mu`` ``(b, latent_dim)``."""
         return self.encode(x)[0]
