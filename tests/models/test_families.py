@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from betasweep.data import Shapes
 from betasweep.errors import ConfigError
 from betasweep.models import (
     CVAE,
@@ -54,6 +55,12 @@ def test_cvae_conditioning_resolves_against_the_data(dsprites, celeba_labels):
     assert resolve_conditioning(ModelConfig(model="cvae", conditioned_factor="scale"), dsprites).label_dim == 6
     with pytest.raises(ConfigError, match="unknown factor 'colour'"):
         resolve_conditioning(ModelConfig(model="cvae", conditioned_factor="colour"), dsprites)
+    procedural = Shapes()  # the embedded simulator: its full 40 orientations, not the grid's 10
+    assert resolve_conditioning(ModelConfig(model="cvae", conditioned_factor="orientation"), procedural).label_dim == 40
+    with pytest.raises(ConfigError, match="label_dim 10 does not match the data's labels \\(40\\)"):
+        resolve_conditioning(ModelConfig(model="cvae", conditioned_factor="orientation", label_dim=10), procedural)
+    with pytest.raises(ConfigError, match="conditioned_attributes applies to CelebA"):
+        resolve_conditioning(ModelConfig(model="cvae", conditioned_attributes=["Smiling"]), procedural)
     attributes = resolve_conditioning(ModelConfig(model="cvae", num_channels=3), celeba_labels)
     assert attributes.label_dim == 40 and attributes.conditioned_attributes == celeba_labels.attribute_names
     with pytest.raises(ConfigError, match="unknown CelebA attribute 'Smilling'"):
