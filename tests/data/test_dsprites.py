@@ -81,3 +81,18 @@ def test_load_dataset_by_name(dsprites_path):
         load_dataset("mnist")
     with pytest.raises(ConfigError, match="needs a data path"):
         load_dataset("dsprites")
+
+
+def test_without_points_never_samples_the_held_out_points_and_renders_the_rest(dsprites):
+    rng = np.random.default_rng(0)
+    held_out = dsprites.factors_from_flat_index(np.arange(0, dsprites.num_images, 2))  # every other grid point
+    split = dsprites.without(held_out)
+    factors = split.sample_factors(5_000, rng)
+    assert factors.shape == (5_000, 5) and factors.dtype == np.int64
+    assert not np.isin(dsprites.flat_index(factors), dsprites.flat_index(held_out)).any()
+    assert np.all(dsprites.flat_index(factors) % 2 == 1)
+    assert np.array_equal(split.images_from_factors(factors[:8]), dsprites.images_from_factors(factors[:8]))
+    with pytest.raises(ValueError, match=r"held-out factors must be \(n, 5\), got shape \(3, 4\)"):
+        dsprites.without(held_out[:3, 1:])
+    with pytest.raises(ValueError, match="cover the whole grid"):
+        dsprites.without(dsprites.factors_from_flat_index(np.arange(dsprites.num_images)))

@@ -1,13 +1,20 @@
-"""Conditional generation a test can check: a cvae conditioned on dSprites' shape draws the shape it is given."""
+"""Conditional generation a test can check: a cvae conditioned on dSprites' shape draws the shape it is given.
+
+The measure is :func:`betasweep.metrics.conditioned_value_wins`; two control decoders with known
+answers pin it down, then a cvae trained briefly on the real grid is measured with it.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from betasweep.data import Shapes
 from betasweep.data.base import GroundTruthData
+from betasweep.metrics import conditioned_value_wins
+from betasweep.metrics.conditional import pack_labels, unpack_labels
 from betasweep.models import ModelConfig
 from betasweep.training import TrainConfig, train
 
@@ -17,54 +24,69 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 TO_FULL_GRID = np.array([1, 1, 4, 2, 2])
 
 
-class TrainingSplit(GroundTruthData):
-    """Real dSprites without the held-out grid points (redrawn when drawn)."""
+class WithFactors(GroundTruthData):
+    """dSprites whose images carry their factors in a second channel (:func:`pack_labels`)."""
 
-    def __init__(self, data, held_out_flat: np.ndarray):
-        self.data, self.held_out = data, set(held_out_flat.tolist())
+    def __init__(self, data):
+        self.data = data
 
     factor_names = property(lambda self: self.data.factor_names)
     factor_sizes = property(lambda self: self.data.factor_sizes)
-    num_channels = property(lambda self: self.data.num_channels)
+    num_channels = property(lambda self: self.data.num_channels + 1)
 
     def images_from_factors(self, factors, rng=None):
-        return self.data.images_from_factors(factors, rng)
-
-    def sample_factors(self, n, rng):
-        factors = self.data.sample_factors(n, rng)
-        while bad := [i for i, f in enumerate(self.data.flat_index(factors)) if f in self.held_out]:
-            factors[bad] = self.data.sample_factors(len(bad), rng)
-        return factors
+        return pack_labels(self.data.images_from_factors(factors, rng), np.asarray(factors, np.float32))
 
 
-def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``(n, H, W)`` bool masks → ``(n,)`` intersection over union."""
-    return (a & b).sum(axis=(1, 2)) / np.maximum((a | b).sum(axis=(1, 2)), 1)
+class ControlDecoder(nn.Module):
+    """A cvae stand-in with a known answer: ``z`` is the image's factors; the decoder renders the
+    real image of ``z`` with the value ``y`` says (``obeys_y``) or of ``z`` alone (ignores ``y``)."""
+
+    conditional = True
+
+    def __init__(self, data, obeys_y: bool):
+        super().__init__()
+        self.data, self.obeys_y = data, obeys_y
+        self.config = ModelConfig(model="cvae", conditioned_factor="shape", label_dim=3)
+        self.anchor = nn.Parameter(torch.zeros(1))  # a device for the metric to read
+
+    def representation(self, x, y):
+        return unpack_labels(x, 5)[1]
+
+    def decode(self, z, y):
+        factors = z.round().long().numpy()
+        if self.obeys_y:
+            factors[:, 0] = y.argmax(dim=1).numpy()
+        return torch.from_numpy(self.data.images_from_factors(factors)) * 40 - 20  # logits of the 0/1 image
+
+
+def test_conditioned_value_wins_on_decoders_with_known_answers(dsprites):
+    data = WithFactors(dsprites)
+    factors = dsprites.sample_factors(300, np.random.default_rng(1))
+    obeys = conditioned_value_wins(ControlDecoder(dsprites, obeys_y=True), data, factors)
+    assert obeys == {"shape_0": 1.0, "shape_1": 1.0, "shape_2": 1.0}
+    # A decoder that draws the source image whatever y says wins value v exactly on the images of shape v.
+    ignores = conditioned_value_wins(ControlDecoder(dsprites, obeys_y=False), data, factors)
+    share = np.bincount(factors[:, 0], minlength=3) / len(factors)
+    assert ignores == pytest.approx({f"shape_{v}": share[v] for v in range(3)})
+    with pytest.raises(ValueError, match=r"factors must be \(n, 5\), got shape \(300, 4\)"):
+        conditioned_value_wins(ControlDecoder(dsprites, obeys_y=True), data, factors[:, 1:])
 
 
 @pytest.mark.xfail(strict=False, reason=(
-    "measured: after 1,500 steps (24,000 images) the decoder draws blobs; the conditioned shape wins "
-    "on 57% (square), 6% (ellipse), 39% (heart) of 150 held-out images; with y as constant channels "
-    "after 6,000 steps 57/24/30%: shape is dSprites' slowest factor, not learnt at a test's CPU budget"))
+    "measured (benchmarks/cvae_conditioning.py): at 1,500 steps the conditioned shape wins on 53% (square), "
+    "13% (ellipse), 48% (heart) of 150 held-out images. The decoder does use y, but z does not encode orientation "
+    "yet, so it draws each shape averaged over orientations: a disk that the square and the heart match and the "
+    "ellipse does not. At 20,000 steps (beta 8): 97/13/55%; at beta 0.25, 20,000 steps: 39/37/37%, the shape has "
+    "moved into z and the decoder ignores y. Not a majority for the ellipse at any CPU budget tried"))
 def test_cvae_decodes_the_same_z_with_each_shape_as_that_shape(dsprites):
     rng = np.random.default_rng(0)
     held_out = dsprites.sample_factors(150, rng)
     config = ModelConfig(model="cvae", latent_dim=6, width=16, hidden_dim=64, conditioned_factor="shape")
-    result = train(TrainingSplit(dsprites, dsprites.flat_index(held_out)), config,
-                   TrainConfig(beta=1.0, batch_size=16, train_samples=24_000, learning_rate=1e-3, seed=0))
-    model, shapes = result.model, Shapes()
-    x = torch.from_numpy(dsprites.images_from_factors(held_out))
-    rendered = []  # rendered[j]: every held-out image's factors with shape j, (n, 64, 64) bool
-    for j in range(3):
-        factors = held_out.copy()
-        factors[:, 0] = j
-        rendered.append(shapes.images_from_factors(factors * TO_FULL_GRID)[:, 0] > 0.5)
-    with torch.no_grad():
-        z = model.representation(x, torch.eye(3)[held_out[:, 0]])  # the source image's code, its own shape
-        wins = {}
-        for k, name in enumerate(("square", "ellipse", "heart")):
-            decoded = torch.sigmoid(model.decode(z, torch.eye(3)[[k] * len(z)])).numpy()[:, 0] > 0.5
-            scores = np.stack([iou(decoded, r) for r in rendered], axis=1)  # (n, 3)
-            wins[name] = float(np.mean(scores[:, k] > np.delete(scores, k, axis=1).max(axis=1)))
+    result = train(dsprites.without(held_out), config,
+                   TrainConfig(beta=8.0, batch_size=16, train_samples=24_000, learning_rate=1e-3, seed=0))
+    # The targets are the procedural Shapes renderer's images at the full grid's factors (the issue's check).
+    wins = conditioned_value_wins(result.model, dsprites, held_out,
+                                  render=lambda factors: Shapes().images_from_factors(factors * TO_FULL_GRID))
     print(f"\nconditioned shape has the highest IoU on: {wins}")
     assert all(rate > 0.5 for rate in wins.values()), wins

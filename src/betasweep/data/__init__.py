@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 
-from betasweep.data.base import GroundTruthData
+from betasweep.data.base import GroundTruthData, WithoutPoints
 from betasweep.data.celeba import CelebA, CelebALabels, read_labels
 from betasweep.data.dsprites import DSprites
 from betasweep.data.shapes import Shapes
 from betasweep.errors import ConfigError
 
-__all__ = ["DATASETS", "CelebA", "CelebALabels", "DSprites", "GroundTruthData", "Shapes", "load_dataset", "read_labels"]
+__all__ = ["DATASETS", "CelebA", "CelebALabels", "DSprites", "GroundTruthData", "Shapes", "WithoutPoints", "load_dataset", "read_labels"]
 
 DATASETS = ("shapes", "dsprites", "celeba")
 """Names accepted by :func:`load_dataset`; ``shapes`` is the embedded default (needs no file)."""

@@ -6,7 +6,7 @@ import abc
 
 import numpy as np
 
-__all__ = ["GroundTruthData"]
+__all__ = ["GroundTruthData", "WithoutPoints"]
 
 
 class GroundTruthData(abc.ABC):
@@ -76,6 +76,11 @@ class GroundTruthData(abc.ABC):
         factors = self.sample_factors(n, rng)
         return self.images_from_factors(factors, rng), factors
 
+    def without(self, factors: np.ndarray) -> "WithoutPoints":
+        """This data with the grid points ``factors`` (int ``(n, num_factors)``) never sampled: a
+        training split whose held-out images a test can score (see :class:`WithoutPoints`)."""
+        return WithoutPoints(self, factors)
+
     def flat_index(self, factors: np.ndarray) -> np.ndarray:
         """Row-major index of each factor vector in the complete grid: int64 ``(n,)``."""
         return np.ravel_multi_index(tuple(np.asarray(factors).T), self.factor_sizes)
@@ -83,3 +88,38 @@ class GroundTruthData(abc.ABC):
     def factors_from_flat_index(self, index: np.ndarray) -> np.ndarray:
         """Inverse of :meth:`flat_index`: int64 ``(n, num_factors)``."""
         return np.stack(np.unravel_index(np.asarray(index), self.factor_sizes), axis=1).astype(np.int64)
+
+
+class WithoutPoints(GroundTruthData):
+    """``data`` with some grid points held out of sampling: :meth:`sample_factors` redraws any
+    factor vector that hits one (so the other points stay uniform); rendering is ``data``'s.
+
+    Args:
+        data: the ground-truth data.
+        factors: int ``(n, num_factors)``, the held-out points.
+
+    Raises:
+        ValueError: ``factors`` has the wrong number of columns or holds every grid point.
+    """
+
+    def __init__(self, data: GroundTruthData, factors: np.ndarray):
+        factors = np.asarray(factors, dtype=np.int64)
+        if factors.ndim != 2 or factors.shape[1] != data.num_factors:
+            raise ValueError(f"held-out factors must be (n, {data.num_factors}), got shape {factors.shape}")
+        self.data = data
+        self.held_out = np.unique(data.flat_index(factors))
+        if len(self.held_out) >= data.num_images:
+            raise ValueError("held-out factors cover the whole grid: nothing left to train on")
+
+    factor_names = property(lambda self: self.data.factor_names)
+    factor_sizes = property(lambda self: self.data.factor_sizes)
+    num_channels = property(lambda self: self.data.num_channels)
+
+    def images_from_factors(self, factors: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        return self.data.images_from_factors(factors, rng)
+
+    def sample_factors(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        factors = self.data.sample_factors(n, rng)
+        while (hit := np.isin(self.data.flat_index(factors), self.held_out)).any():
+            factors[hit] = self.data.sample_factors(int(hit.sum()), rng)
+        return factors

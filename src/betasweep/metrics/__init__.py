@@ -12,7 +12,7 @@ from betasweep.metrics.attribute_naming import (
 )
 from betasweep.metrics.dci import dci
 from betasweep.metrics.encoding import Encoding, GridEncoding, LabelledEncoding, encoding_of
-from betasweep.metrics.conditional import control, labelled_view, leakage
+from betasweep.metrics.conditional import conditioned_value_wins, control, labelled_view, leakage
 from betasweep.metrics.evaluate import MetricConfig, disentanglement_score, evaluate_model, held_out
 from betasweep.metrics.factor_vae import factor_vae_score
 from betasweep.metrics.mig import mig
@@ -27,6 +27,7 @@ __all__ = [
     "PANEL_KEYS",
     "PANEL_METRICS",
     "check_panel",
+    "conditioned_value_wins",
     "Encoding",
     "GridEncoding",
     "LabelledEncoding",
