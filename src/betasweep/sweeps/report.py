@@ -24,6 +24,7 @@ from optuna.trial import TrialState
 
 from betasweep.errors import ConfigError
 from betasweep.metrics.panel import PANEL_KEYS
+from betasweep.models.vae import family_values
 from betasweep.sweeps.objective import objective_value, train_and_score
 from betasweep.sweeps.spec import SweepSpec
 from betasweep.sweeps.verdict import ConfigResult, Verdict, verdict
@@ -46,13 +47,14 @@ def trials_frame(study: optuna.Study, spec: SweepSpec) -> pd.DataFrame:
     """One row per finished trial: number, state, score, params (fixed ones filled in), β_norm, run id; best first."""
     rows = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)):
-        params = {**spec.fixed, **t.params}
+        params = family_values({**spec.fixed, **t.params})
         row = {"trial": t.number, "state": t.state.name, "score": t.values[0] if t.values else math.nan,
                "score_se": t.user_attrs.get(f"{spec.objective}_se", math.nan)}
         if spec.second_objective and t.values:
             row[spec.second_objective] = t.values[1]
-        for name in PARAM_COLUMNS:
-            row[name] = params.get(name, _default(name))
+        read = family_values({**{name: None for name in PARAM_COLUMNS}, "model": params.get("model", "beta_vae")})
+        for name in PARAM_COLUMNS:  # "—" where the trial's family has no such field (an nvae's latent_dim)
+            row[name] = params.get(name, _default(name)) if name in read else "—"
         row.update({k: v for k, v in params.items() if k not in PARAM_COLUMNS})
         row["model"] = params.get("model", "beta_vae")
         row["beta_norm"] = t.user_attrs.get("beta_norm", math.nan)
