@@ -201,12 +201,12 @@ def conditioned_value_wins(model, data: GroundTruthData, factors: np.ndarray,
 
     For each image ``x`` (factors ``f``) and each value ``v`` of the conditioned factor: encode
     ``z = mu(x, y(f))`` with the image's own label, decode ``(z, onehot(v))``, threshold the
-    Bernoulli means of the first channel at ``threshold``; render the targets ``f`` with the factor set to each value
-    ``u`` (thresholded at 0.5). ``v`` *wins* on ``x`` when the decode's IoU with the target of ``v``
+    Bernoulli means of the first channel at ``threshold``; render the targets ``f`` with the
+    factor set to each value ``u`` (thresholded at 0.5). ``v`` *wins* on ``x`` when the decode's IoU with the target of ``v``
     is higher than with every other target. A decoder that ignores ``y`` wins each ``v`` on about
     the share of images whose own value is ``v``; one that draws what ``y`` says, on nearly all.
-    (The conditional-generation check of Sohn et al. 2015, Sec. 5, made measurable on dSprites: one
-    masks' IoU per value instead of a judge's eye.)
+    (Conditional generation of a CVAE, Sohn et al. 2015, judged by the masks' IoU against the
+    ground-truth renderer instead of by eye.)
 
     Args:
         model: a cvae conditioned on a factor of ``data`` (``config.conditioned_factor``).
