@@ -288,8 +288,9 @@ def run_trials(
     all workers) reach it; while only trials running elsewhere cover it, this worker waits (failing
     stale trials as it polls, so a dead worker's trial is retried) and stops when the study has
     ``max_complete`` COMPLETE trials and (with heartbeats) none RUNNING elsewhere. A queued
-    (WAITING) trial, the retry of a stopped or dead worker's trial, always runs: where no lock orders the workers (behind the storage proxy) a trial
-    started in the moment before the retry was queued can carry the study one past its target.
+    (WAITING) trial, the retry of a stopped or dead worker's trial, always runs: where no lock
+    orders the workers (behind the storage proxy) a trial started in the moment before the retry
+    was queued can carry the study one past its target.
 
     Diverging trials end FAIL and the loop goes on, as does a trial that another worker failed as
     stale (it missed heartbeats; its retry runs elsewhere). Any other exception stops the loop;
