@@ -1,4 +1,4 @@
-"""``betasweep data stats``: CelebA attribute statistics."""
+"""``betasweep data stats``: CelebA attribute statistics; ``betasweep data check``: what a dataset file holds."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import time
 from pathlib import Path
 
 import click
+
+from betasweep.data import DATASETS
 
 ROOT_HELP = "CelebA directory: list_attr_celeba.txt, list_eval_partition.txt and (for images) img_align_celeba/."
 
@@ -33,6 +35,28 @@ def data_stats(root, out, top):
         click.echo(f"  {a:<20} {b:<20} {r:+.3f}")
     path = write_stats_report(stats, out, root=str(labels.root), top=top)
     click.echo(f"\nreport: {path}  ({labels.num_rows} images, {time.perf_counter() - start:.1f} s)")
+
+
+@data_group.command("check")
+@click.option("--dataset", "name", type=click.Choice([d for d in DATASETS if d not in ("shapes", "celeba")]),
+              required=True, help="The dataset whose official file layout PATH should have.")
+@click.argument("path", type=click.Path(path_type=Path))
+def data_check(name, path):
+    """Read PATH as dataset NAME and say what it holds (JSON): images, factors and their sizes, the
+    files, how images are read, and the memory and disk it will use. Reads labels and headers only:
+    nothing is decoded or written. A missing or malformed file: one line naming it and what was
+    expected, exit code 2."""
+    from betasweep.cli._common import emit_json
+    from betasweep.data import load_dataset
+    from betasweep.data._files import human_bytes
+
+    info = load_dataset(name, path).describe()
+    info["summary"] = (f"{name}: {info['grid_images']} images ({'x'.join(map(str, info['factors'].values()))}: "
+                       f"{', '.join(info['factors'])}), {info['channels']} channel(s); holds "
+                       f"{human_bytes(info.get('ram_bytes', 0))} in RAM, reads {human_bytes(info['image_bytes_read'])} "
+                       f"per image from disk" + (f", disk cache {human_bytes(info['disk_cache']['bytes'])} at "
+                                                 f"{info['disk_cache']['path']}" if "disk_cache" in info else ""))
+    emit_json(info)
 
 
 command = data_group

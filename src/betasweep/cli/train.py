@@ -8,12 +8,13 @@ from pathlib import Path
 import click
 
 from betasweep.cli._common import emit_json, progress_option
+from betasweep.data import DATASETS
 
 @click.command("train")
-@click.option("--dataset", type=click.Choice(["shapes", "dsprites", "celeba"]), default="shapes", show_default=True,
-              help="'shapes' is procedural and needs no file; dsprites and celeba need --data-path.")
+@click.option("--dataset", type=click.Choice(DATASETS), default="shapes", show_default=True,
+              help="'shapes' is procedural and needs no file; the others need --data-path (see `betasweep data check`).")
 @click.option("--data-path", type=click.Path(path_type=Path), default=None,
-              help="The dataset's file (dSprites .npz) or folder (CelebA: img_align_celeba/ and the list files).")
+              help="The dataset's file (dSprites/MPI3D .npz, 3dshapes .h5) or folder (SmallNORB, Cars3D, CelebA).")
 @click.option("--beta", type=click.FloatRange(min=0, min_open=True), default=4.0, show_default=True,
               help="Weight of the KL term (> 0).")
 @click.option("--model", "model_family", type=click.Choice(["beta_vae", "cvae", "nvae"]), default="beta_vae",

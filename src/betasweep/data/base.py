@@ -42,8 +42,13 @@ class GroundTruthData(abc.ABC):
 
         Args:
             factors: int array ``(n, num_factors)``, column ``i`` in ``[0, factor_sizes[i])``.
-            rng: randomness for datasets with nuisance variation; deterministic datasets ignore it
-                and never draw from it (so the metric's rng sequence does not depend on the data).
+            rng: randomness for datasets with nuisance variation. Deterministic datasets (dSprites,
+                shapes, 3dshapes, MPI3D, Cars3D) ignore it and never draw from it (so the metric's
+                rng sequence does not depend on the data). Datasets with a nuisance draw it from
+                ``rng`` per image, as disentanglement_lib does: ``color_dsprites`` (the colour),
+                ``noisy_dsprites`` (the background noise), ``smallnorb`` (the object instance); with
+                ``rng=None`` their nuisance is a fixed function of the image's grid point, so a grid
+                point always gives the same image (what the metric panel's cache of codes needs).
 
         Returns:
             float32 array ``(n, num_channels, 64, 64)`` in ``[0, 1]``.
@@ -52,6 +57,20 @@ class GroundTruthData(abc.ABC):
     @property
     def num_factors(self) -> int:
         return len(self.factor_sizes)
+
+    def describe(self) -> dict:
+        """What the data is, as ``betasweep data check`` prints it: ``dataset``, ``factors`` (name →
+        size), ``grid_images`` (``prod(factor_sizes)``), ``channels``, ``image_shape`` (C, H, W) and
+        ``float32_bytes_per_image`` (one rendered image); file-backed datasets add their files,
+        the RAM they hold (``ram_bytes``), the bytes read per image and any disk cache."""
+        return {
+            "dataset": getattr(self, "dataset_name", type(self).__name__.lower()),
+            "factors": dict(zip(self.factor_names, (int(s) for s in self.factor_sizes))),
+            "grid_images": self.num_images,
+            "channels": self.num_channels,
+            "image_shape": [self.num_channels, self.image_size, self.image_size],
+            "float32_bytes_per_image": 4 * self.num_channels * self.image_size * self.image_size,
+        }
 
     @property
     def num_images(self) -> int:
