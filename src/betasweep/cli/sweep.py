@@ -22,11 +22,14 @@ def sweep(spec_path, n_trials, timeout, storage, tracking_uri, progress):
     With no SPEC: a short default sweep on the embedded defaults (procedural shapes, SQLite study,
     local MLflow store): 6 trials of 2 seeds each at batch 16, scored by the panel without DCI.
     """
+    from betasweep.sweeps.objective import load_spec_data
     from betasweep.sweeps.spec import load_spec
     from betasweep.sweeps.study import create_study, make_storage, run_trials, warn_if_shared_sqlite
     from betasweep.tracking import Tracker
 
     spec = load_spec(spec_path)
+    if spec.dataset["name"] != "celeba":  # a missing or malformed data file: one line, exit 2, no study or run made
+        load_spec_data(spec)
     tracker = Tracker(tracking_uri, spec.study)
     the_study = create_study(spec, make_storage(storage, tracking_uri=tracking_uri), tracker, load_if_exists=True)
     warn_if_shared_sqlite(storage, the_study, worker=False, echo=echo)

@@ -274,8 +274,8 @@ def open_zip(path: Path, what: str) -> zipfile.ZipFile:
     try:
         return zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as error:
-        raise DataError(f"{path}: not a readable .npz file ({error}; expected a zip archive of .npy arrays, "
-                        f"complete: a truncated download fails here)") from None
+        raise DataError(f"{path}: not a readable .npz file ({error}; expected a complete zip archive of .npy arrays: "
+                        f"truncated?)") from None
 
 
 def grid_rows(flat_chunks: Iterator[np.ndarray], sizes: tuple[int, ...], num_rows: int, path: Path) -> np.ndarray | None:
