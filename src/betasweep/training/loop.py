@@ -24,7 +24,9 @@ from betasweep.models import (
     capacity_loss,
     resolve_conditioning,
 )
+from betasweep.training import speed
 from betasweep.training.checkpoint import read_checkpoint, save_checkpoint
+from betasweep.training.device_data import DeviceImages
 
 __all__ = ["TrainConfig", "TrainResult", "train", "resolve_device", "seed_sequences"]
 
@@ -57,8 +59,20 @@ class TrainConfig:
         seed: the run's seed; init, data order and reparameterisation noise get child seeds of it.
         log_every: optimiser steps between logged records (each averages the steps since the last).
         checkpoint_every: optimiser steps between checkpoints (0: only at the end).
+        checkpoint_minutes: wall-clock minutes between checkpoints, beside ``checkpoint_every`` (0: off);
+            a preempted run loses at most this much training.
         device: ``"auto"`` (CUDA when available, else CPU), ``"cpu"`` or ``"cuda[:i]"``.
         bf16: autocast the forward pass to bfloat16 on CUDA.
+        cpu_bf16: autocast the forward pass to bfloat16 on the CPU (oneDNN); ``None``: when the
+            processor has AVX-512 BF16 or AMX (:func:`~betasweep.training.speed.cpu_has_bf16`). The
+            loss and the KL are summed in float32 either way.
+        channels_last: images and convolution weights in channels-last memory format (NHWC).
+        compile: ``torch.compile`` the model's forward pass (compiled once per run: pays off on long runs).
+        threads: torch's intra-op threads during training (0: leave torch's setting, e.g. ``OMP_NUM_THREADS``).
+        data_on_device: keep the dataset's whole factor grid on the training device as uint8 and
+            gather each batch there (:class:`~betasweep.training.device_data.DeviceImages`: the same
+            images as the host path, no host-to-device copy of images per step); ``None``: on CUDA
+            when the dataset has a factor grid.
     """
 
     beta: float = 4.0
@@ -72,8 +86,14 @@ class TrainConfig:
     seed: int = 0
     log_every: int = 50
     checkpoint_every: int = 0
+    checkpoint_minutes: float = 10.0
     device: str = "auto"
     bf16: bool = False
+    cpu_bf16: bool | None = None
+    channels_last: bool = False
+    compile: bool = False
+    threads: int = 0
+    data_on_device: bool | None = None
 
     def __post_init__(self):
         if not (self.beta > 0 and math.isfinite(self.beta)):
@@ -88,6 +108,10 @@ class TrainConfig:
             raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}")
         if self.log_every < 1 or self.checkpoint_every < 0:
             raise ConfigError("log_every must be >= 1 and checkpoint_every >= 0")
+        if not (self.checkpoint_minutes >= 0 and math.isfinite(self.checkpoint_minutes)):
+            raise ConfigError(f"checkpoint_minutes must be >= 0, got {self.checkpoint_minutes}")
+        if self.threads < 0:
+            raise ConfigError(f"threads must be >= 0 (0: torch's own setting), got {self.threads}")
 
     @property
     def num_steps(self) -> int:
@@ -152,6 +176,7 @@ def train(
     extra: dict[str, Any] | None = None,
     callback: Callable[[dict[str, Any], VAEFamily], None] | None = None,
     progress: bool = False,
+    on_checkpoint: Callable[[Path, int], None] | None = None,
 ) -> TrainResult:
     """Train the family ``model_config.model`` on ``data`` for ``train_config.train_samples`` images.
 
@@ -171,11 +196,14 @@ def train(
         data: anything with ``num_channels`` and ``sample_observations(n, rng)``.
         model_config, train_config: the run's configuration; ``model_config.num_channels`` must
             match ``data.num_channels``.
-        checkpoint_path: where to write checkpoints (every ``checkpoint_every`` steps and at the
-            end). When the file exists and ``resume`` is true, training continues from it.
+        checkpoint_path: where to write checkpoints (every ``checkpoint_every`` steps, every
+            ``checkpoint_minutes`` of wall time, and at the end). When the file exists and ``resume``
+            is true, training continues from it.
         extra: JSON-like dict stored in the checkpoint (e.g. the dataset's name and path).
         callback: called with each history record and the model.
         progress: show a progress bar.
+        on_checkpoint: called as ``on_checkpoint(path, step)`` after each checkpoint is written (e.g. to
+            upload it where other machines can read it).
 
     Returns:
         :class:`TrainResult`.
@@ -190,15 +218,28 @@ def train(
         )
     model_config = resolve_conditioning(model_config, data)
     device = resolve_device(train_config.device)
+    with speed.intra_op_threads(train_config.threads):
+        return _train(data, model_config, train_config, device, checkpoint_path=checkpoint_path, resume=resume,
+                      extra=extra, callback=callback, progress=progress, on_checkpoint=on_checkpoint)
+
+
+def _train(data, model_config: ModelConfig, train_config: TrainConfig, device: torch.device, *, checkpoint_path,
+           resume: bool, extra, callback, progress: bool, on_checkpoint) -> TrainResult:
+    """:func:`train` after the config is resolved, under its thread setting."""
     seeds = seed_sequences(train_config.seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(_torch_seed(seeds["init"]))
         model = build_model(model_config)
     model.to(device)
+    memory_format = torch.channels_last if train_config.channels_last else torch.contiguous_format
+    if train_config.channels_last:
+        model.to(memory_format=torch.channels_last)
+    if speed.wants_device_data(train_config.data_on_device, device, data):
+        data = DeviceImages(data, device)
     optimizer = torch.optim.Adam(model.parameters(), lr=train_config.learning_rate)
     rng = np.random.default_rng(seeds["data"])
     noise = torch.Generator(device=device).manual_seed(_torch_seed(seeds["noise"]))
-    step, history = 0, []
+    step, history, resumed_sums = 0, [], None
 
     if checkpoint_path is not None and resume and Path(checkpoint_path).is_file():
         state = read_checkpoint(checkpoint_path, map_location=device)
@@ -209,10 +250,12 @@ def train(
         rng.bit_generator.state = state["rng"]["numpy"]
         noise.set_state(state["rng"]["torch_noise"].cpu())
         step, history = int(state["step"]), list(state["history"])
+        resumed_sums = state.get("pending_sums")  # the steps since the last record (absent in older checkpoints)
 
     bnorm = beta_norm(train_config.beta, model_config.latent_size, model_config.num_pixels)
     steps_total = train_config.num_steps
-    use_bf16 = train_config.bf16 and device.type == "cuda"
+    autocast = speed.autocast_dtype(train_config, device)
+    forward = torch.compile(model.elbo_terms, dynamic=False) if train_config.compile else model.elbo_terms
 
     def checkpoint_state() -> dict[str, Any]:
         return {
@@ -226,19 +269,31 @@ def train(
             "rng": {"numpy": rng.bit_generator.state, "torch_noise": noise.get_state()},
             "history": history,
             "metrics": {"beta_norm": bnorm, **(history[-1] if history else {})},
+            "pending_sums": {"steps": pending, "sums": sums.clone()},
         }
+
+    def write_checkpoint() -> None:
+        save_checkpoint(checkpoint_path, checkpoint_state())
+        if on_checkpoint is not None:
+            on_checkpoint(Path(checkpoint_path), step)
 
     start = time.perf_counter()
     sums = torch.zeros(3 + model.kl_dim, dtype=torch.float64)  # loss, recon, regulariser, kl per dim
     pending = 0
+    if resumed_sums:
+        sums, pending = resumed_sums["sums"].to(torch.float64).cpu().clone(), int(resumed_sums["steps"])
+    cadence_s = train_config.checkpoint_minutes * 60
+    last_saved = time.monotonic()
     model.train()
     with tqdm(total=steps_total, initial=step, desc="train", unit="step", disable=not progress, leave=False) as bar:
         while step < steps_total:
             images, labels = model.sample_batch(data, train_config.batch_size, rng)
-            x = torch.from_numpy(images).to(device, non_blocking=True)
+            x = images if isinstance(images, torch.Tensor) else torch.from_numpy(images).to(device, non_blocking=True)
+            if train_config.channels_last:
+                x = x.contiguous(memory_format=memory_format)
             y = model.label_tensor(labels, device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                terms = model.elbo_terms(x, y, generator=noise)
+            with torch.autocast(device.type, dtype=autocast or torch.bfloat16, enabled=autocast is not None):
+                terms = forward(x, y, generator=noise)
             recon = terms.recon_loss.mean()
             kl_dims = terms.kl.mean(dim=0)
             kl = kl_dims.sum()
@@ -283,8 +338,10 @@ def train(
                     callback(record, model)
             if checkpoint_path is not None and (
                 step == steps_total or (train_config.checkpoint_every and step % train_config.checkpoint_every == 0)
+                or (cadence_s and time.monotonic() - last_saved >= cadence_s)
             ):
-                save_checkpoint(checkpoint_path, checkpoint_state())
+                write_checkpoint()
+                last_saved = time.monotonic()
 
     model.eval()
     return TrainResult(
