@@ -33,6 +33,8 @@ def test_examples_are_valid(name, monkeypatch):
     # The examples name their data by environment variable, as a user's shell would set it.
     monkeypatch.setenv("BETASWEEP_DSPRITES", "/data/dsprites_downsampled.npz")
     monkeypatch.setenv("BETASWEEP_CELEBA", "/data/celeba")
+    for variable in ("BETASWEEP_3DSHAPES", "BETASWEEP_MPI3D", "BETASWEEP_SMALLNORB", "BETASWEEP_CARS3D"):
+        monkeypatch.setenv(variable, f"/data/{variable.lower()}")
     spec = load_spec(EXAMPLES / name)
     assert spec.search_space and spec.train_samples > 0
     assert "$" not in str(spec.dataset.get("path", ""))

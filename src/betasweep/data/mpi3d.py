@@ -102,7 +102,9 @@ class MPI3D(GroundTruthData):
 
     def images_from_factors(self, factors: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
         """The images of ``factors``: float32 ``(n, 3, 64, 64)`` in [0, 1]. ``rng`` is never drawn from."""
-        return self.raw_images(factors).transpose(0, 3, 1, 2).astype(np.float32) * np.float32(1 / 255)
+        images = self.raw_images(factors).transpose(0, 3, 1, 2).astype(np.float32)  # (n, 3, 64, 64)
+        images *= np.float32(1 / 255)  # in place: one float32 batch, not two
+        return images
 
     def describe(self) -> dict:
         member = self._member

@@ -138,7 +138,9 @@ class Shapes3D(GroundTruthData):
 
         Deterministic: ``rng`` is never drawn from.
         """
-        return self.raw_images(factors).transpose(0, 3, 1, 2).astype(np.float32) * np.float32(1 / 255)
+        images = self.raw_images(factors).transpose(0, 3, 1, 2).astype(np.float32)  # (n, 3, 64, 64)
+        images *= np.float32(1 / 255)  # in place: one float32 batch, not two
+        return images
 
     def __getstate__(self):
         return {**self.__dict__, "_h5": None}
