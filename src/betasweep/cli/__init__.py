@@ -3,7 +3,7 @@
 | command | module |
 | --- | --- |
 | ``train``, ``evaluate``, ``traverse`` | :mod:`.train`, :mod:`.evaluate`, :mod:`.traverse` |
-| ``sweep``, ``worker``, ``study create``, ``report`` | :mod:`.sweep`, :mod:`.worker`, :mod:`.study`, :mod:`.report` |
+| ``sweep``, ``worker``, ``study create``, ``report``, ``race`` | :mod:`.sweep`, :mod:`.worker`, :mod:`.study`, :mod:`.report`, :mod:`.race` |
 | ``data stats``, ``classifier train|evaluate`` | :mod:`.data`, :mod:`.classifier` |
 | ``submit``, ``storage-proxy`` | :mod:`.submit`, :mod:`.storage_proxy` |
 
@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import click
 
-from betasweep.cli import (classifier, data, evaluate, report, storage_proxy, study, submit, sweep, train, traverse,
-                           worker)
+from betasweep.cli import (classifier, data, evaluate, race, report, storage_proxy, study, submit, sweep, train,
+                           traverse, worker)
 from betasweep.cli._common import EXIT_USAGE
 from betasweep.errors import BetasweepError, DivergenceError
 
@@ -33,7 +33,7 @@ def cli():
     """Choose β (and latent size, width, batch size) for a β-VAE by a disentanglement metric."""
 
 
-for _module in (train, evaluate, traverse, sweep, worker, study, report, data, classifier, submit, storage_proxy):
+for _module in (train, evaluate, traverse, sweep, worker, study, report, race, data, classifier, submit, storage_proxy):
     cli.add_command(_module.command)
 
 

@@ -7,21 +7,41 @@ scores; configurations are compared with Welch's unequal-variance t-test (Welch 
 with the Welch–Satterthwaite degrees of freedom. Seeds matter as much as hyperparameters in
 disentanglement (Locatello et al. 2019, "Challenging Common Assumptions...", ICML, Sec. 5), so a
 sweep's winner is named together with the configurations the seeds cannot separate from it.
+
+What would decide it. For each comparison the verdict also says how many seeds per configuration a
+two-sided test at 5% would need for 80% power at the observed difference and spread
+(:func:`seeds_needed`: ``statsmodels.stats.power.TTestIndPower``, Cohen's d with the pooled SD), and,
+where the seeds carry learning curves (the panel scored at a few budgets of images seen), whether
+the gap is still growing over the last budgets (:func:`gap_trend`: each seed's least-squares slope
+of the metric against log2(images), compared between the two configurations by Welch's test), i.e.
+whether training longer is likely to separate them.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
+import scipy.optimize
 import scipy.stats
 
-__all__ = ["ALPHA", "ConfigResult", "Comparison", "Verdict", "welch", "verdict"]
+__all__ = ["ALPHA", "POWER", "MAX_SEEDS_SHOWN", "TREND_BUDGETS", "ConfigResult", "Comparison", "Verdict", "welch",
+           "verdict", "seeds_needed", "gap_trend"]
 
 ALPHA = 0.05
 """Significance level of every test in the verdict (two-sided); intervals are at ``1 - ALPHA``."""
+
+POWER = 0.8
+"""Power at which :func:`seeds_needed` sizes a comparison (the conventional 80%)."""
+
+MAX_SEEDS_SHOWN = 100
+"""Above this many seeds per configuration the verdict says "more than 100": the difference is negligible."""
+
+TREND_BUDGETS = 3
+"""The last this many budgets of a learning curve give the slope of :func:`gap_trend`."""
 
 
 @dataclass(frozen=True)
@@ -34,6 +54,9 @@ class ConfigResult:
         beta: the configuration's β (None when the spec sets none: the β comparison skips it).
         collapsed: names of its models with no active unit (``"trial #3 seed 1"``).
         trials: the trial numbers that trained it.
+        budgets: images seen (nominal, as the spec's ``metric.curve.budgets``) at which every seed's
+            learning curve was scored; empty when its seeds have no (common) curve.
+        curves: per seed, the metric at each of ``budgets`` (cheap settings), ``len(budgets)`` values each.
     """
 
     label: str
@@ -41,6 +64,8 @@ class ConfigResult:
     beta: float | None = None
     collapsed: tuple[str, ...] = ()
     trials: tuple[int, ...] = ()
+    budgets: tuple[int, ...] = ()
+    curves: tuple[tuple[float, ...], ...] = ()
 
     @property
     def n(self) -> int:
@@ -67,6 +92,7 @@ class Comparison:
             ``se⁴ / ((var_a/n_a)² / (n_a-1) + (var_b/n_b)² / (n_b-1))``.
         low, high: the ``1 - ALPHA`` interval ``difference ± t_{1-ALPHA/2, df} · se``.
         p_value: two-sided p of Welch's t-test (``scipy.stats.ttest_ind(a, b, equal_var=False)``).
+        alpha: the test's level; the interval is at ``1 - alpha``.
     """
 
     a: ConfigResult
@@ -77,14 +103,15 @@ class Comparison:
     low: float
     high: float
     p_value: float
+    alpha: float = ALPHA
 
     @property
     def distinguishable(self) -> bool:
-        return self.p_value < ALPHA
+        return self.p_value < self.alpha
 
 
-def welch(a: ConfigResult, b: ConfigResult) -> Comparison | None:
-    """Welch's t-test and the 95% interval of ``mean(a) - mean(b)``; None if either has fewer than 2 seeds.
+def welch(a: ConfigResult, b: ConfigResult, alpha: float = ALPHA) -> Comparison | None:
+    """Welch's t-test and the ``1 - alpha`` interval of ``mean(a) - mean(b)``; None if either has fewer than 2 seeds.
 
     When both configurations have zero spread (every seed the same value) the test is undefined:
     equal means count as not distinguishable (p = 1), different ones as distinguishable (p = 0),
@@ -97,11 +124,75 @@ def welch(a: ConfigResult, b: ConfigResult) -> Comparison | None:
     difference = float(x.mean() - y.mean())
     se = math.sqrt(va + vb)
     if se == 0:
-        return Comparison(a, b, difference, 0.0, math.nan, difference, difference, 1.0 if difference == 0 else 0.0)
+        return Comparison(a, b, difference, 0.0, math.nan, difference, difference, 1.0 if difference == 0 else 0.0, alpha)
     df = (va + vb) ** 2 / (va**2 / (len(x) - 1) + vb**2 / (len(y) - 1))
-    half = float(scipy.stats.t.ppf(1 - ALPHA / 2, df)) * se
+    half = float(scipy.stats.t.ppf(1 - alpha / 2, df)) * se
     p_value = float(scipy.stats.ttest_ind(x, y, equal_var=False).pvalue)
-    return Comparison(a, b, difference, se, float(df), difference - half, difference + half, p_value)
+    return Comparison(a, b, difference, se, float(df), difference - half, difference + half, p_value, alpha)
+
+
+def seeds_needed(comparison: Comparison, power: float = POWER, limit: int = MAX_SEEDS_SHOWN) -> int | None:
+    """Seeds per configuration a two-sided test at ``comparison.alpha`` needs for ``power`` at the observed
+    difference and spread: ``ceil(TTestIndPower().solve_power(effect_size=d, alpha, power, ratio=1))``
+    (``statsmodels.stats.power``; Cohen 1988, Ch. 2), with Cohen's ``d = |mean_a - mean_b| / s`` and the
+    pooled SD ``s = sqrt((s_a² + s_b²) / 2)`` (sample variances, ddof 1).
+
+    statsmodels sizes Student's pooled t-test; with equal seeds per configuration (as this sizes them)
+    Welch's test has nearly the same power, so the figure is the one to plan with, not an exact bound.
+
+    Returns:
+        The seeds per configuration (at least 2), or None when more than ``limit`` would be needed: the
+        observed difference is negligible against the spread (or zero).
+    """
+    x, y = np.asarray(comparison.a.values, dtype=float), np.asarray(comparison.b.values, dtype=float)
+    difference = abs(float(x.mean() - y.mean()))
+    spread = math.sqrt((x.var(ddof=1) + y.var(ddof=1)) / 2)
+    if difference == 0:
+        return None
+    if spread == 0:  # every seed the same value on both sides, the means differ: any 2 seeds tell them apart
+        return 2
+    from statsmodels.stats.power import TTestIndPower
+
+    analysis, d = TTestIndPower(), difference / spread
+    def power_at(n: float) -> float:
+        return float(analysis.power(effect_size=d, nobs1=n, alpha=comparison.alpha, ratio=1.0, alternative="two-sided"))
+
+    # Bracket first: statsmodels' root finder does not converge for effects sized below 2 or above `limit` seeds.
+    at_two = power_at(2)
+    # SciPy's noncentral t returns NaN for some very large effects; from d = 10 on, 2 seeds give > 99% power.
+    if at_two >= power or (math.isnan(at_two) and d >= 10):
+        return 2
+    if power_at(limit) < power:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning: then the bracketed root below
+        n = float(analysis.solve_power(effect_size=d, alpha=comparison.alpha, power=power, ratio=1.0,
+                                       alternative="two-sided"))
+    if not math.isfinite(n):  # statsmodels' own solver gave up near the bracket's ends: the same root, bracketed
+        n = float(scipy.optimize.brentq(lambda m: power_at(m) - power, 2, limit))
+    return max(2, math.ceil(n))
+
+
+def gap_trend(a: ConfigResult, b: ConfigResult, *, last: int = TREND_BUDGETS, alpha: float = ALPHA) -> Comparison | None:
+    """Is the gap between ``a`` and ``b`` still growing? Each seed's least-squares slope of its learning curve
+    against ``log2(images seen)`` over the last ``last`` common budgets (``scipy.stats.linregress``), ``a``'s
+    slopes against ``b``'s by :func:`welch`: ``difference`` is the change of the gap ``a - b`` per doubling
+    of the images seen, with its ``1 - alpha`` interval.
+
+    Returns:
+        The comparison of slopes, or None when either lacks curves, they share fewer than 2 budgets, or
+        either has fewer than 2 seeds.
+    """
+    common = [budget for budget in a.budgets if budget in b.budgets][-last:]
+    if len(common) < 2 or len(a.curves) < 2 or len(b.curves) < 2:
+        return None
+    x = np.log2(np.asarray(common, dtype=float))
+
+    def slopes(config: ConfigResult) -> tuple[float, ...]:
+        at = [config.budgets.index(budget) for budget in common]
+        return tuple(float(scipy.stats.linregress(x, [curve[i] for i in at]).slope) for curve in config.curves)
+
+    return welch(ConfigResult(a.label, slopes(a)), ConfigResult(b.label, slopes(b)), alpha)
 
 
 @dataclass
@@ -112,10 +203,11 @@ class Verdict:
         metric: the metric ranked by.
         configs: every configuration, best mean first.
         ties: configurations not distinguishable from the best, with their comparison.
-        apart: configurations distinguishable from the best (worse at 5%).
+        apart: configurations distinguishable from the best (worse at ``alpha``).
         untestable: configurations with fewer than 2 seeds (or a best with fewer than 2).
         beta_comparison: best β > 1 minus best β <= 1, or None (one side empty, or too few seeds).
         collapsed: every collapsed model's name.
+        alpha: the level of every test (two-sided); intervals at ``1 - alpha``.
     """
 
     metric: str
@@ -126,21 +218,28 @@ class Verdict:
     beta_comparison: Comparison | None = None
     beta_sides: tuple[ConfigResult | None, ConfigResult | None] = (None, None)
     collapsed: list[str] = field(default_factory=list)
+    alpha: float = ALPHA
 
     @property
     def best(self) -> ConfigResult:
         return self.configs[0]
 
     @property
+    def comparisons(self) -> list[Comparison]:
+        """Every testable configuration against the best (``a``: the other one, ``b``: the best), best mean first."""
+        return sorted([*self.ties, *self.apart], key=lambda c: (-c.a.mean, c.a.label))
+
+    @property
     def lines(self) -> list[str]:
-        """The verdict as sentences, one per line: best, ties, β > 1 vs β <= 1, collapsed models."""
+        """The verdict as sentences, one per line: best, ties, what would decide each comparison (seeds for
+        80% power, the learning curves' trend), β > 1 vs β <= 1, collapsed models."""
         metric, best = self.metric, self.best
         lines = [f"Best configuration by {metric}: {best.label}, {_pm(best)}."]
         if best.n < 2:
             lines.append(f"It has {best.n} seed: no configuration can be told apart from it "
                          "(set seeds_per_trial >= 2 to get an answer that says how sure it is).")
         elif len(self.configs) > 1:
-            test = f"Welch's t-test, two-sided, {ALPHA:.0%}"
+            test = f"Welch's t-test, two-sided, {self.alpha:.0%}"
             if self.ties:
                 lines.append(f"Not distinguishable from it ({test}): "
                              + "; ".join(f"{c.a.label} {_pm(c.a)}, p = {c.p_value:.2g}" for c in self.ties) + ".")
@@ -148,6 +247,7 @@ class Verdict:
                 lines.append(f"Every other configuration is distinguishably worse ({test}).")
             if self.untestable:
                 lines.append("Not testable (fewer than 2 seeds): " + ", ".join(c.label for c in self.untestable) + ".")
+            lines.extend(self._decide_line(c, "the best") for c in self.comparisons)
         high, low = self.beta_sides
         if high is None or low is None:
             side = "β > 1" if high is None else "β <= 1"
@@ -162,8 +262,10 @@ class Verdict:
                 answer = "not distinguishable at this budget"
             lines.append(
                 f"β > 1 vs β <= 1: the best β > 1, {high.label}, minus the best β <= 1, {low.label}, is "
-                f"{c.difference:+.4f} {metric}, {1 - ALPHA:.0%} interval [{c.low:+.4f}, {c.high:+.4f}] "
+                f"{c.difference:+.4f} {metric}, {1 - self.alpha:.0%} interval [{c.low:+.4f}, {c.high:+.4f}] "
                 f"(Welch–Satterthwaite, {c.df:.1f} df), p = {c.p_value:.2g}: {answer}.")
+            if not c.distinguishable:
+                lines.append(self._decide_line(c, None))
         if self.collapsed:
             lines.append(f"Collapsed models (0 active units; their scores are those of a constant code): "
                          + ", ".join(self.collapsed) + ".")
@@ -171,12 +273,39 @@ class Verdict:
             lines.append("No model collapsed (every model has at least one active unit).")
         return lines
 
+    def _decide_line(self, c: Comparison, against: str | None) -> str:
+        """What would decide ``c``: the seeds each side needs for 80% power, and whether the gap still grows."""
+        if against is None:  # β > 1 vs β <= 1
+            first = f"To tell {_beta_name(c.a)} from {_beta_name(c.b)} at this budget you would need"
+        else:
+            first = f"{c.a.label} vs {against}: {c.difference:+.4f}; to tell them apart at this budget you would need"
+        n = seeds_needed(c)
+        power = f" ({POWER:.0%} power, two-sided {c.alpha:.0%}; statsmodels TTestIndPower)"
+        first += (f" about {n} seeds each{power}" if n is not None else
+                  f" more than {MAX_SEEDS_SHOWN} seeds each{power}: the observed difference is negligible against the spread")
+        # The gap as the sentence names it: β > 1 minus β <= 1 (a - b), or the best's lead (b - a).
+        trend = gap_trend(c.a, c.b, alpha=c.alpha) if against is None else gap_trend(c.b, c.a, alpha=c.alpha)
+        if trend is None:
+            return first + "."
+        budgets = [b for b in c.a.budgets if b in c.b.budgets][-TREND_BUDGETS:]
+        span = f"from {budgets[0]:,} to {budgets[-1]:,} images"
+        d = trend.difference
+        if trend.low > 0:
+            outlook = "still growing: training longer is likely to separate them"
+        elif trend.high < 0:
+            outlook = "shrinking: training longer is likely to bring them closer"
+        else:
+            outlook = "not clearly changing: training longer is not likely to separate them at this rate"
+        gap = "the gap" if against is None else "the best's lead"
+        return (f"{first}; {gap} changes by {d:+.4f} per doubling of images seen ({span}, "
+                f"{1 - c.alpha:.0%} interval [{trend.low:+.4f}, {trend.high:+.4f}]): {outlook}.")
 
-def verdict(configs: Sequence[ConfigResult], metric: str) -> Verdict:
+
+def verdict(configs: Sequence[ConfigResult], metric: str, *, alpha: float = ALPHA) -> Verdict:
     """Compare configurations by ``metric`` (higher is better).
 
     The best is the highest mean over seeds; every other configuration is tested against it with
-    Welch's t-test at 5% (:func:`welch`). For β: the best configuration with β > 1 against the best
+    Welch's t-test at ``alpha`` (:func:`welch`). For β: the best configuration with β > 1 against the best
     with β <= 1 (each side's best by mean: picking the best of a side flatters it, the more so the
     more configurations it has, so a side that wins narrowly has not won).
 
@@ -186,10 +315,10 @@ def verdict(configs: Sequence[ConfigResult], metric: str) -> Verdict:
     ranked = sorted((c for c in configs if c.n), key=lambda c: (-c.mean, c.label))
     if not ranked:
         raise ValueError(f"no configuration has a value of {metric!r}")
-    result = Verdict(metric=metric, configs=ranked)
+    result = Verdict(metric=metric, configs=ranked, alpha=alpha)
     best = ranked[0]
     for config in ranked[1:]:
-        comparison = welch(config, best)
+        comparison = welch(config, best, alpha)
         if comparison is None:
             result.untestable.append(config)
         elif comparison.distinguishable:
@@ -200,9 +329,13 @@ def verdict(configs: Sequence[ConfigResult], metric: str) -> Verdict:
     low = next((c for c in ranked if c.beta is not None and c.beta <= 1), None)
     result.beta_sides = (high, low)
     if high is not None and low is not None:
-        result.beta_comparison = welch(high, low)
+        result.beta_comparison = welch(high, low, alpha)
     result.collapsed = [name for c in ranked for name in c.collapsed]
     return result
+
+
+def _beta_name(config: ConfigResult) -> str:
+    return f"β = {config.beta:.3g}" if config.beta is not None else config.label
 
 
 def _pm(config: ConfigResult) -> str:
