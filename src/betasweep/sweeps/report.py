@@ -31,7 +31,7 @@ from betasweep.sweeps.verdict import ConfigResult, Verdict, verdict
 
 __all__ = ["best_trial", "trials_frame", "write_report", "reseed_top", "format_numbers", "format_value",
            "TrialPictures", "fetch_pictures", "panel_value_keys", "configurations", "configuration_frame",
-           "study_verdict", "spearman_table"]
+           "study_verdict", "spearman_table", "curve_frame"]
 
 PARAM_COLUMNS = ("beta", "latent_dim", "width", "batch_size")
 
@@ -110,10 +110,11 @@ def _groups(study: optuna.Study, spec: SweepSpec) -> list[tuple[dict[str, Any], 
 def configurations(study: optuna.Study, spec: SweepSpec, metric: str) -> list[ConfigResult]:
     """One :class:`~betasweep.sweeps.verdict.ConfigResult` per configuration of the study's complete trials:
     the per-seed values of ``metric`` (a seed trained by two trials of the same configuration counts once),
-    its β, its collapsed models (0 active units)."""
+    its β, its collapsed models (0 active units), and its seeds' learning curves of ``metric`` at the
+    budgets every one of its seeds was scored at (none when a seed has no curve)."""
     out = []
     for params, trials in _groups(study, spec):
-        values, collapsed, seen = [], [], set()
+        values, collapsed, seen, curves = [], [], set(), []
         for t in trials:
             seeds = t.user_attrs.get("seeds") or [t.user_attrs.get("seed", spec.seed)]
             for index, (seed, metrics) in enumerate(zip(seeds, _per_seed(t, spec))):
@@ -128,11 +129,30 @@ def configurations(study: optuna.Study, spec: SweepSpec, metric: str) -> list[Co
                     continue
                 if math.isfinite(value):
                     values.append(value)
+                    curve = metrics.get("curve") or {}
+                    curves.append(dict(zip(curve.get("budgets", []), curve.get(metric, []))))
         beta = {**spec.fixed, **params}.get("beta")
+        budgets = tuple(sorted(set.intersection(*(set(c) for c in curves)))) if curves else ()
         out.append(ConfigResult(label=_label(params, [t.number for t in trials]), values=tuple(values),
                                 beta=None if beta is None else float(beta), collapsed=tuple(collapsed),
-                                trials=tuple(t.number for t in trials)))
+                                trials=tuple(t.number for t in trials), budgets=budgets,
+                                curves=tuple(tuple(float(c[b]) for b in budgets) for c in curves) if budgets else ()))
     return out
+
+
+def curve_frame(study: optuna.Study, spec: SweepSpec) -> pd.DataFrame:
+    """The learning curves: one row per configuration, panel value and budget: ``configuration``,
+    ``metric``, ``images`` (images seen), ``mean`` and ``se`` over the seeds scored there, ``seeds``.
+    Empty when no trial recorded a curve (``metric.curve``)."""
+    rows = []
+    for key in panel_value_keys(spec):
+        for config in configurations(study, spec, key):
+            for i, budget in enumerate(config.budgets):
+                at = [curve[i] for curve in config.curves]
+                rows.append({"configuration": config.label, "metric": _metric_name(key), "images": budget,
+                             "mean": float(np.mean(at)), "seeds": len(at),
+                             "se": float(np.std(at, ddof=1) / math.sqrt(len(at))) if len(at) > 1 else 0.0})
+    return pd.DataFrame(rows)
 
 
 def configuration_frame(study: optuna.Study, spec: SweepSpec, rank_by: str | None = None) -> pd.DataFrame:
@@ -236,6 +256,15 @@ def _figures(study: optuna.Study, spec: SweepSpec, frame: pd.DataFrame, configs:
                        px.scatter(curve.sort_values("beta"), x="beta", y=rank_by, error_y=f"{rank_by}_se", color="latent_dim",
                                   log_x=True, hover_data=["trials", "seeds", "collapsed"],
                                   labels={rank_by: _metric_name(rank_by), "latent_dim": "latent size"})))
+    curves = curve_frame(study, spec)
+    if not curves.empty:
+        figure = px.line(curves, x="images", y="mean", error_y="se", color="configuration", facet_col="metric",
+                         facet_col_wrap=3, log_x=True, markers=True, hover_data=["seeds"],
+                         labels={"images": "images seen", "mean": "mean ± SE over seeds"})
+        figure.update_yaxes(matches=None, showticklabels=True)
+        figure.for_each_annotation(lambda a: a.update(text=a.text.split("=", 1)[-1]))
+        panels.append(("Learning curves: each panel value against images seen (cheap settings of metric.curve; "
+                       "mean ± SE over seeds, log-x)", figure))
     panels.append(("Score vs β_norm = β·m/n (each trial: mean over its seeds)",
                    px.scatter(complete, x="beta_norm", y="score", color="latent_dim", log_x=True, hover_data=hover,
                               labels={"score": name, "latent_dim": "latent size"})))
@@ -409,6 +438,7 @@ def write_report(study: optuna.Study, spec: SweepSpec, path: str | os.PathLike, 
         f"objective: {html.escape(_metric_name(spec.objective))} (<code>{html.escape(spec.objective)}</code>), mean over seeds; "
         f"panel: {html.escape(', '.join(spec.metric.panel))} ({spec.metric.num_train:,} train / {spec.metric.num_eval:,} eval "
         f"points, metric seed {spec.metric.seed}). Ranked by <code>{html.escape(rank_by)}</code>.</p>",
+        *_race_html(study.user_attrs.get("race")),
         "<h2>Configurations: mean ± SE over seeds</h2>",
         format_configurations(configs, spec).to_html(index=False, na_rep=""),
         "<h2>Spearman rank correlations between the panel's metrics (over trials)</h2>",
@@ -435,6 +465,18 @@ def write_report(study: optuna.Study, spec: SweepSpec, path: str | os.PathLike, 
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(parts), encoding="utf-8")
     return path
+
+
+def _race_html(race: dict[str, Any] | None) -> list[str]:
+    """The race's rounds (:mod:`betasweep.sweeps.race`, the study's user attribute ``race``), if one ran."""
+    if not race or not race.get("rounds"):
+        return []
+    status = {"decided": "decided: one configuration left", "undecided": "max_seeds reached, undecided",
+              "stopped": "stopped before it decided (start `betasweep race` again to resume)",
+              "running": "running"}.get(race.get("status"), race.get("status"))
+    return [f"<h2>Race: at most {race['max_seeds']} seeds per configuration, by {html.escape(race['metric'])}, "
+            f"Welch two-sided {race['alpha']:.0%} each round ({html.escape(str(status))})</h2>",
+            "<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in race["rounds"]) + "</ul>"]
 
 
 def _families_html(study: optuna.Study, frame: pd.DataFrame) -> list[str]:

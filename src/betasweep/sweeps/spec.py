@@ -21,9 +21,16 @@ Example (``examples/shapes-quick.yaml``)::
       panel: [beta_vae, factor_vae, mig, sap]
       full: {num_train: 10000, num_eval: 5000, batch_size: 64}
       intermediate: {num_train: 200, num_eval: 100, batch_size: 16, at: [0.5]}
+      curve: {budgets: [4500, 9000, 18000, 36000], num_train: 100, num_eval: 50, batch_size: 16}
     sampler: {name: tpe, seed: 0}
     pruner: {name: median}
     n_trials: 6
+    race: {max_seeds: 8, alpha: 0.05}   # optional: after the search, seeds where the answer is undecided
+
+``metric.curve`` scores each seed's model with the panel (cheap settings: its own ``num_train``,
+``num_eval``, ``batch_size``, else ``metric.intermediate``'s) at each budget of images seen: the
+learning curve of every panel value. ``race`` runs :func:`betasweep.sweeps.race.race_study` after
+the search (``betasweep race`` does the same for an existing study).
 """
 
 from __future__ import annotations
@@ -46,7 +53,7 @@ from betasweep.models import ModelConfig
 from betasweep.models.vae import family_values
 from betasweep.training import TrainConfig
 
-__all__ = ["ParamSpec", "SweepSpec", "load_spec", "parse_spec", "DEFAULT_SPEC", "CONFIG_FIELDS", "OBJECTIVE_METRICS",
+__all__ = ["ParamSpec", "RaceConfig", "SweepSpec", "load_spec", "parse_spec", "DEFAULT_SPEC", "CONFIG_FIELDS", "OBJECTIVE_METRICS",
            "panel_metric_of", "expand_env"]
 
 # Config fields a spec may search or fix, with their type. num_channels, image_size and label_dim follow
@@ -136,6 +143,25 @@ class ParamSpec:
 
 
 @dataclass(frozen=True)
+class RaceConfig:
+    """Settings of a race (:mod:`betasweep.sweeps.race`): seeds added round by round where the answer is undecided.
+
+    Attributes:
+        max_seeds: seeds per configuration at most (the race stops undecided there); >= 2.
+        alpha: level of the race's Welch tests (two-sided), in (0, 0.5].
+    """
+
+    max_seeds: int = 8
+    alpha: float = 0.05
+
+    def __post_init__(self):
+        if isinstance(self.max_seeds, bool) or not isinstance(self.max_seeds, int) or self.max_seeds < 2:
+            raise ConfigError(f"race.max_seeds: expected an integer >= 2 (a test needs 2 seeds a side), got {self.max_seeds!r}")
+        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or not 0 < self.alpha <= 0.5:
+            raise ConfigError(f"race.alpha: expected a level in (0, 0.5], got {self.alpha!r}")
+
+
+@dataclass(frozen=True)
 class SweepSpec:
     """A validated sweep spec; see the module docstring for the YAML form.
 
@@ -157,6 +183,10 @@ class SweepSpec:
             metric is always in ``metric.panel`` (added when the spec's ``metric.panel`` lacks it).
         seeds_per_trial: training seeds per trial (:meth:`seeds_for`); the trial's value is the
             mean of the objective over them.
+        curve: the learning curve's cheap :class:`MetricConfig` (the spec's panel), or None.
+        curve_budgets: images seen at which each seed's model is scored with ``curve``, increasing,
+            the last at most ``train_samples``.
+        race: the race to run after the search (``race:`` in the YAML), or None.
     """
 
     study: str
@@ -176,6 +206,9 @@ class SweepSpec:
     second_objective: str | None = None
     objective: str = "beta_vae"
     seeds_per_trial: int = 1
+    curve: MetricConfig | None = None
+    curve_budgets: tuple[int, ...] = ()
+    race: RaceConfig | None = None
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
@@ -191,10 +224,17 @@ class SweepSpec:
         ``numpy.random.SeedSequence(seed_for(trial)).spawn(N)`` (one 32-bit word of each child's state).
         With the ``fixed`` policy every trial trains the same seeds (common random numbers: two
         configurations differ by their params, not by their seeds)."""
+        return [self.seed_at(trial_number, index) for index in range(self.seeds_per_trial)]
+
+    def seed_at(self, trial_number: int, index: int) -> int:
+        """Seed ``index`` of the configuration first trained by trial ``trial_number``: one 32-bit word of
+        ``SeedSequence(seed_for(trial), spawn_key=(index,))``, the ``index``-th child that
+        ``SeedSequence(seed_for(trial)).spawn(n)`` gives for any ``n > index`` (so a race's extra seeds
+        continue the trial's own sequence). With one seed per trial, seed 0 is ``seed_for(trial)`` itself."""
         base = self.seed_for(trial_number)
-        if self.seeds_per_trial == 1:
-            return [base]
-        return [int(child.generate_state(1)[0]) for child in np.random.SeedSequence(base).spawn(self.seeds_per_trial)]
+        if index == 0 and self.seeds_per_trial == 1:
+            return base
+        return int(np.random.SeedSequence(base, spawn_key=(index,)).generate_state(1)[0])
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as given (after defaults), JSON-serialisable: stored in the study's user attrs."""
@@ -203,7 +243,7 @@ class SweepSpec:
 
 _TOP_KEYS = {
     "study", "dataset", "search_space", "fixed", "train_samples", "seed", "metric", "sampler", "pruner",
-    "n_trials", "timeout", "second_objective", "seeds_per_trial",
+    "n_trials", "timeout", "second_objective", "seeds_per_trial", "race",
 }
 
 _ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -353,7 +393,7 @@ def parse_spec(raw: Any, *, base_dir: str | os.PathLike | None = None) -> SweepS
              f"seeds_per_trial: expected an integer >= 1, got {seeds_per_trial!r}")
 
     metric = dict(raw.get("metric") or {})
-    _unknown(metric, {"seed", "full", "intermediate", "objective", "panel"}, "metric")
+    _unknown(metric, {"seed", "full", "intermediate", "objective", "panel", "curve"}, "metric")
     metric_seed = int(metric.get("seed", 0))
     objective, panel = _objective_and_panel(metric, dataset["name"], seeds_per_trial)
     full = _metric_config(metric.get("full", {}), "metric.full", metric_seed, panel)
@@ -364,6 +404,9 @@ def parse_spec(raw: Any, *, base_dir: str | os.PathLike | None = None) -> SweepS
         intermediate = _metric_config(metric["intermediate"], "metric.intermediate", metric_seed, (panel_metric_of(objective),))
         at = tuple(float(a) for a in metric["intermediate"].get("at", [0.5]))
         _require(all(0 < a < 1 for a in at), "metric.intermediate.at: fractions of the budget must be in (0, 1)")
+
+    curve, budgets = _curve(metric, metric_seed, panel, train_samples)
+    race = _race(raw.get("race"), objective, seeds_per_trial)
 
     sampler = raw.get("sampler", {"name": "tpe", "seed": 0})
     sampler = {"name": sampler} if isinstance(sampler, str) else dict(sampler)
@@ -400,8 +443,46 @@ def parse_spec(raw: Any, *, base_dir: str | os.PathLike | None = None) -> SweepS
         study=raw["study"].strip(), dataset=dataset, search_space=params, fixed=fixed, train_samples=train_samples,
         seed_policy=seed.get("policy", "fixed"), seed=int(seed.get("value", 0)), metric=full, intermediate=intermediate,
         intermediate_at=at, sampler=sampler, pruner=pruner, n_trials=n_trials, timeout=timeout,
-        second_objective=second, objective=objective, seeds_per_trial=seeds_per_trial, raw=normalised,
+        second_objective=second, objective=objective, seeds_per_trial=seeds_per_trial, curve=curve,
+        curve_budgets=budgets, race=race, raw=normalised,
     )
+
+
+CURVE_DEFAULTS = {"num_train": 500, "num_eval": 250, "batch_size": 32}
+"""The learning curve's metric settings when neither ``metric.curve`` nor ``metric.intermediate`` gives them."""
+
+
+def _curve(metric: dict[str, Any], seed: int, panel: tuple[str, ...], train_samples: int) -> tuple[MetricConfig | None, tuple[int, ...]]:
+    """``metric.curve``: its cheap :class:`MetricConfig` over the spec's panel and its budgets (images seen)."""
+    raw = metric.get("curve")
+    if raw is None:
+        return None, ()
+    _require(isinstance(raw, dict) and "budgets" in raw, "metric.curve: expected a mapping with budgets (images seen)")
+    budgets = raw["budgets"]
+    _require(isinstance(budgets, list) and budgets and all(isinstance(b, int) and not isinstance(b, bool) for b in budgets),
+             f"metric.curve.budgets: expected a non-empty list of integers (images seen), got {budgets!r}")
+    _require(all(a < b for a, b in zip([0, *budgets], budgets)),
+             f"metric.curve.budgets: expected increasing budgets > 0, got {budgets}")
+    _require(budgets[-1] <= train_samples,
+             f"metric.curve.budgets: {budgets[-1]} is past train_samples ({train_samples}): a model sees no more images")
+    settings = {k: v for k, v in (metric.get("intermediate") or {}).items() if k in CURVE_DEFAULTS} or dict(CURVE_DEFAULTS)
+    settings |= {k: v for k, v in raw.items() if k != "budgets"}
+    _require("at" not in settings, "metric.curve.at: a curve is scored at its budgets (images seen); remove at")
+    return _metric_config(settings, "metric.curve", seed, panel), tuple(budgets)
+
+
+def _race(raw: Any, objective: str, seeds_per_trial: int) -> RaceConfig | None:
+    """``race``: validated; refused for UDR (a seed added alone has no UDR of its own)."""
+    if raw is None:
+        return None
+    _require(isinstance(raw, dict), "race: expected a mapping {max_seeds, alpha}")
+    _unknown(raw, {"max_seeds", "alpha"}, "race")
+    _require(objective != "udr", "race: the objective udr compares a trial's models with each other; a seed added "
+                                 "by the race has no UDR of its own")
+    race = RaceConfig(**raw)
+    _require(race.max_seeds >= seeds_per_trial, f"race.max_seeds: {race.max_seeds} is fewer than the "
+                                                f"{seeds_per_trial} seeds each trial already trains")
+    return race
 
 
 def _objective_and_panel(metric: dict[str, Any], dataset: str, seeds_per_trial: int) -> tuple[str, tuple[str, ...]]:
