@@ -201,3 +201,19 @@ def test_bad_files_are_one_line_exit_2_and_nothing_written(files, tmp_path, caps
         assert len(err) == 1 and err[0].startswith("betasweep: error: ") and needle in err[0], (name, err)
         assert str(path) in err[0] or path.name in err[0], err
     assert not cache.exists() and not any(work.iterdir())
+
+
+def test_touching_images_grows_rss_by_less_than_the_bytes_touched(tmp_path):
+    """The cheap version of benchmarks/dataset_memory.py: a 127 MB MPI3D file (stored member, read in
+    place), 10,000 of its images touched in a fresh process; an eager loader would grow by >= 127 MB."""
+    import subprocess
+    import sys
+
+    path, _ = synthetic.write_mpi3d(tmp_path, k=4)  # 10,368 images
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "dataset_memory.py"
+    proc = subprocess.run([sys.executable, str(script), "--measure", "mpi3d_toy", str(path), "10000"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    row = json.loads(proc.stdout)
+    assert row["touched_bytes"] == 10_000 * 64 * 64 * 3
+    assert row["peak_rss_growth_bytes"] <= 0.5 * row["touched_bytes"], row  # measured: about 0.25
