@@ -51,6 +51,10 @@ def test_two_trial_sweep_and_evaluate(name, workdir, monkeypatch, capsys, one_to
     assert main(["sweep", str(data / "spec.yaml"), "--no-progress"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["study"] == f"tiny-{name}" and 0 <= summary["score"] <= 1
+    from mlflow.tracking import MlflowClient
+
+    params = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}").get_run(summary["mlflow_run_id"]).data.params
+    assert float(params["beta_norm"]) == pytest.approx(summary["beta_norm"], rel=1e-3)  # the data's channel count
     assert main(["evaluate", f"runs:/{summary['mlflow_run_id']}/checkpoint", "--num-train", "40", "--num-eval", "20",
                  "--metric-batch-size", "8", "--num-stat-samples", "32"]) == 0
     scores = json.loads(capsys.readouterr().out)

@@ -44,7 +44,7 @@ from typing import Any, Callable
 import numpy as np
 import optuna
 
-from betasweep.data import load_dataset
+from betasweep.data import DATASET_CHANNELS, load_dataset
 from betasweep.errors import DivergenceError
 from betasweep.figures import save_figures, save_kl_chart
 from betasweep.metrics import (disentanglement_score, evaluate_model, panel_scores, representation_function,
@@ -481,8 +481,8 @@ def artifact_folder(name: str) -> str:
 
 
 def _beta_norm_of(spec: SweepSpec, params: dict[str, Any]) -> float:
-    """β_norm of a trial's configs, before its data is loaded (CelebA has 3 channels, the rest 1)."""
-    model_config, train_config = build_configs(spec, params, spec.seed, 3 if spec.dataset["name"] == "celeba" else 1)
+    """β_norm of a trial's configs, before its data is loaded (channels from ``DATASET_CHANNELS``)."""
+    model_config, train_config = build_configs(spec, params, spec.seed, DATASET_CHANNELS[spec.dataset["name"]])
     return beta_norm(train_config.beta, model_config.latent_size, model_config.num_pixels)
 
 
