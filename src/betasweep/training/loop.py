@@ -65,7 +65,8 @@ class TrainConfig:
         bf16: autocast the forward pass to bfloat16 on CUDA.
         cpu_bf16: autocast the forward pass to bfloat16 on the CPU (oneDNN); ``None``: when the
             processor has AVX-512 BF16 or AMX (:func:`~betasweep.training.speed.cpu_has_bf16`). The
-            loss and the KL are summed in float32 either way.
+            loss and the KL are summed in float32 either way. Off by default: faster at width 32
+            (``benchmarks/cpu_options.py``), not at 8-16, and its parity is shown only at a small budget.
         channels_last: images and convolution weights in channels-last memory format (NHWC).
         compile: ``torch.compile`` the model's forward pass (compiled once per run: pays off on long runs).
         threads: torch's intra-op threads during training (0: leave torch's setting, e.g. ``OMP_NUM_THREADS``).
@@ -89,7 +90,7 @@ class TrainConfig:
     checkpoint_minutes: float = 10.0
     device: str = "auto"
     bf16: bool = False
-    cpu_bf16: bool | None = None
+    cpu_bf16: bool | None = False
     channels_last: bool = False
     compile: bool = False
     threads: int = 0
