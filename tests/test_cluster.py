@@ -79,6 +79,42 @@ def test_dry_run_shows_the_array_resources_and_worker_command_and_submits_nothin
     assert not (tmp_path / "betasweep-jobs").exists()
 
 
+def test_workers_per_gpu_asks_one_gpu_and_k_cpus_per_task_and_passes_the_checkpoint_dir(tmp_path):
+    proc = submit("--study", "s1", "--storage", "postgresql+psycopg://me:pw@db.example:5432/optuna", "--workers", "2",
+                  "--cluster", "slurm", "--workers-per-gpu", "4", "--cpus-per-worker", "2",
+                  "--checkpoint-dir", str(tmp_path / "ck"), "--dry-run", cwd=tmp_path, env={**_env(), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    for line in ("#SBATCH --array=0-1%2", "#SBATCH --cpus-per-task=8", "#SBATCH --gpus-per-node=1",
+                 "export OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 PYTHONUNBUFFERED=1"):
+        assert line in lines, f"{line!r} not in:\n{proc.stdout}"
+    worker_line = next(line for line in lines if "betasweep worker" in line)
+    assert "4 worker processes sharing its GPU" in worker_line and f"--checkpoint-dir {tmp_path / 'ck'}" in worker_line
+    assert "2 worker(s) x 4 per GPU" in proc.stderr
+    bad = submit("--study", "s1", "--storage", "grpc://127.0.0.1:9", "--workers", "1", "--workers-per-gpu", "2",
+                 "--gpus-per-worker", "2", "--cluster", "local", cwd=tmp_path)
+    assert bad.returncode == 2 and "--workers-per-gpu shares one GPU per task" in bad.stderr, bad.stderr
+
+
+def test_local_task_with_two_workers_per_gpu_runs_both_processes_on_one_study(postgres_url, mlflow_server,
+                                                                               dsprites_path, tmp_path):
+    """No GPU here: the two worker processes of the one task train on the CPU; what is tested is the task."""
+    name = f"pergpu-{secrets.token_hex(4)}"
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(yaml.safe_dump(tiny_spec(dsprites_path, name, 2)))
+    proc = submit(str(spec_path), "--storage", postgres_url, "--tracking-uri", mlflow_server, "--workers", "1",
+                  "--workers-per-gpu", "2", "--cluster", "local", "--log-dir", str(tmp_path / "jobs"), *HEARTBEAT,
+                  cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (out,) = sorted((tmp_path / "jobs").glob("*_log.out"))
+    assert "2 workers on this task's GPU" in out.read_text(), out.read_text()
+    study = Study(name, postgres_url, mlflow_server, tmp_path, [])
+    trials = assert_exactly_n_complete_with_finished_runs(study, 2)
+    assert len(trials) == 2
+    (err,) = sorted((tmp_path / "jobs").glob("*_log.err"))
+    assert err.read_text().count("worker done") == 2, err.read_text()[-3000:]  # both processes joined and ended
+
+
 @pytest.mark.parametrize("args, expected", [
     (["--storage", "sqlite:///study.db", "--cluster", "slurm"], "SQLite cannot be shared by Slurm tasks"),
     (["--storage", "postgresql+psycopg://u:p@127.0.0.1:9/db", "--cluster", "slurm", "--no-sbatch"],

@@ -18,6 +18,12 @@ TRACKING_OPTION = click.option("--tracking-uri", default="sqlite:///mlflow.db", 
                                help="MLflow store for runs:/ and models:/ checkpoints.")
 
 
+CHECKPOINT_DIR_OPTION = click.option(
+    "--checkpoint-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+    help="Folder on a filesystem every worker shares for the seeds' training checkpoints (a retried trial "
+         "resumes from them) [default: the trial's MLflow run artifacts].")
+
+
 def emit_json(obj) -> None:
     """The command's result on stdout, as indented JSON."""
     click.echo(json.dumps(obj, indent=2))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from betasweep.cli._common import STORAGE_HELP, TRACKING_HELP, echo
+from betasweep.cli._common import CHECKPOINT_DIR_OPTION, STORAGE_HELP, TRACKING_HELP, echo
 
 
 @click.command("submit")
@@ -25,6 +25,9 @@ from betasweep.cli._common import STORAGE_HELP, TRACKING_HELP, echo
 @click.option("--cpus-per-worker", type=click.IntRange(min=1), default=1, show_default=True,
               help="--cpus-per-task of each task (and its torch threads).")
 @click.option("--gpus-per-worker", type=click.IntRange(min=0), default=0, show_default=True, help="GPUs per task.")
+@click.option("--workers-per-gpu", type=click.IntRange(min=1), default=None,
+              help="K worker processes per task sharing its one GPU (the task asks for 1 GPU and K x "
+                   "--cpus-per-worker CPUs; --workers N gives N x K workers) [default: one worker per task].")
 @click.option("--mem", "mem_gb", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Memory per task, GiB [default: the partition's].")
 @click.option("--max-parallel", type=click.IntRange(min=1), default=None,
@@ -43,9 +46,10 @@ from betasweep.cli._common import STORAGE_HELP, TRACKING_HELP, echo
               help="Folder for the tasks' logs and submitit's files, on a filesystem the nodes share "
                    "[default: ./betasweep-jobs/STUDY].")
 @click.option("--dry-run", is_flag=True, help="Print the batch script that would be submitted; submit nothing.")
+@CHECKPOINT_DIR_OPTION
 def submit(spec_path, study_name, storage, tracking_uri, workers, cluster, partition, time_min, cpus_per_worker,
-           gpus_per_worker, mem_gb, max_parallel, slurm_args, signal_lead, max_complete_trials, heartbeat_interval,
-           grace_period, log_dir, dry_run):
+           gpus_per_worker, workers_per_gpu, mem_gb, max_parallel, slurm_args, signal_lead, max_complete_trials,
+           heartbeat_interval, grace_period, log_dir, dry_run, checkpoint_dir):
     """Start N workers of a study as one Slurm job array, through submitit.
 
     Give an existing study (--study) or a SPEC (its study is created first, as `study create`
@@ -61,7 +65,7 @@ def submit(spec_path, study_name, storage, tracking_uri, workers, cluster, parti
     resources = launcher.Resources(workers=workers, time_min=time_min, partition=partition,
                                    cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker, mem_gb=mem_gb,
                                    max_parallel=max_parallel, slurm_args=launcher.parse_slurm_args(slurm_args),
-                                   signal_lead_s=signal_lead)
+                                   signal_lead_s=signal_lead, workers_per_gpu=workers_per_gpu or 0)
     spec = None
     if spec_path is not None:
         from betasweep.sweeps.spec import load_spec
@@ -79,7 +83,8 @@ def submit(spec_path, study_name, storage, tracking_uri, workers, cluster, parti
         target = max_complete_trials if max_complete_trials is not None else (spec.n_trials if spec else None)
         argv = launcher.worker_argv(study_name, storage, tracking_uri=tracking_uri,
                                     max_complete=target if target is not None else 0,
-                                    heartbeat_interval=heartbeat_interval, grace_period=grace_period)
+                                    heartbeat_interval=heartbeat_interval, grace_period=grace_period,
+                                    checkpoint_dir=checkpoint_dir)
         if target is None:  # the study's target is read from the study at submission
             argv = [a for i, a in enumerate(argv) if a != "--max-complete-trials" and argv[i - 1] != "--max-complete-trials"]
         if cluster in ("slurm", "auto"):
@@ -87,7 +92,8 @@ def submit(spec_path, study_name, storage, tracking_uri, workers, cluster, parti
             click.echo(launcher.sbatch_script(folder, job_name, resources, argv))
         else:
             click.echo("\n".join(f"# local process {i}: {launcher.shown_command(argv)}" for i in range(workers)))
-        echo(f"dry run: nothing submitted ({workers} worker(s); logs would go to {folder})")
+        per_task = f" x {workers_per_gpu} per GPU" if workers_per_gpu else ""
+        echo(f"dry run: nothing submitted ({workers} worker(s){per_task}; logs would go to {folder})")
         return
 
     cluster = launcher.resolve_cluster(cluster)
@@ -96,7 +102,8 @@ def submit(spec_path, study_name, storage, tracking_uri, workers, cluster, parti
     target = spec.n_trials if max_complete_trials is None else max_complete_trials
     tracking_uri = tracker.tracking_uri
     argv = launcher.worker_argv(study_name, storage, tracking_uri=tracking_uri, max_complete=target,
-                                heartbeat_interval=heartbeat_interval, grace_period=grace_period)
+                                heartbeat_interval=heartbeat_interval, grace_period=grace_period,
+                                checkpoint_dir=checkpoint_dir)
     local = launcher.local_only_addresses(storage, tracking_uri) if cluster == "slurm" else []
     if local:
         echo(f"warning: {', '.join(local)} is this machine's loopback address: tasks on other nodes cannot reach it "
@@ -107,7 +114,7 @@ def submit(spec_path, study_name, storage, tracking_uri, workers, cluster, parti
     from betasweep.cli import main
 
     folder.mkdir(parents=True, exist_ok=True)
-    task = launcher.WorkerTask(main, argv, study_name, storage, target)
+    task = launcher.WorkerTask(main, argv, study_name, storage, target, processes=resources.workers_per_gpu)
     jobs = launcher.submit_workers(cluster, folder, job_name, resources, task)
     job_id = jobs[0].job_id.split("_")[0]
     link = tracker.experiment_link()  # the UI's training view of the study's runs

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from betasweep.cli._common import TRACKING_HELP, echo, echo_links, progress_option, storage_option, study_summary
+from betasweep.cli._common import (CHECKPOINT_DIR_OPTION, TRACKING_HELP, echo, echo_links, progress_option,
+                                   storage_option, study_summary)
 
 @click.command("sweep")
 @click.argument("spec_path", metavar="[SPEC]", required=False, type=click.Path(path_type=Path))
@@ -16,7 +17,8 @@ from betasweep.cli._common import TRACKING_HELP, echo, echo_links, progress_opti
 @storage_option("sqlite:///betasweep.db")
 @click.option("--tracking-uri", default="sqlite:///mlflow.db", show_default=True, help=TRACKING_HELP)
 @progress_option("trials' training")
-def sweep(spec_path, n_trials, timeout, storage, tracking_uri, progress):
+@CHECKPOINT_DIR_OPTION
+def sweep(spec_path, n_trials, timeout, storage, tracking_uri, progress, checkpoint_dir):
     """Create (or load) the study of SPEC and run its trials in this process.
 
     With no SPEC: a short default sweep on the embedded defaults (procedural shapes, SQLite study,
@@ -35,11 +37,15 @@ def sweep(spec_path, n_trials, timeout, storage, tracking_uri, progress):
     warn_if_shared_sqlite(storage, the_study, worker=False, echo=echo)
     echo(f"study {spec.study!r}: {len(the_study.trials)} trial(s) so far; storage {storage}, tracking {tracking_uri}")
     run_trials(the_study, spec, tracker, n_trials=n_trials or spec.n_trials, timeout=timeout or spec.timeout,
-               progress=progress, echo=echo, end_parent=True)
+               progress=progress, echo=echo, end_parent=True, checkpoint_dir=checkpoint_dir)
     if not any(t.state.name == "COMPLETE" for t in the_study.get_trials(deepcopy=False)):
         echo(f"study {spec.study!r} has no complete trial yet")
         echo_links(tracker)
         return
+    if spec.race is not None:  # the spec's race: seeds where the search's answer is undecided
+        from betasweep.sweeps.race import race_study
+
+        race_study(the_study, spec, tracker, spec.race, progress=progress, echo=echo)
     summary = study_summary(the_study, spec)
     click.echo(json.dumps(summary, indent=2))
     echo_links(tracker, summary.get("mlflow_run_id"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from betasweep.cli._common import TRACKING_HELP, echo, echo_links, progress_option, storage_option
+from betasweep.cli._common import CHECKPOINT_DIR_OPTION, TRACKING_HELP, echo, echo_links, progress_option, storage_option
 
 # MLflow's client retries a failing request 7 times with exponential backoff and waits 120 s per
 # request: a worker whose tracking server is gone would hang for many minutes. Workers use these
@@ -29,8 +29,9 @@ WORKER_MLFLOW_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUES
               help="Seconds between this worker's heartbeats to the study.")
 @click.option("--grace-period", type=click.IntRange(min=2), default=180, show_default=True,
               help="Seconds without a heartbeat after which a trial counts as dead and is retried.")
+@CHECKPOINT_DIR_OPTION
 def worker(study_name, storage, tracking_uri, max_complete_trials, n_trials, timeout, progress, heartbeat_interval,
-           grace_period):
+           grace_period, checkpoint_dir):
     """Join an existing study and run its trials (start any number, on any machines).
 
     Workers stop when the study has its target of complete trials (--max-complete-trials, by
@@ -40,7 +41,8 @@ def worker(study_name, storage, tracking_uri, max_complete_trials, n_trials, tim
     SIGTERM or Ctrl-C stops the worker gracefully: the current trial is marked failed and queued
     again, its MLflow run is closed, and the worker exits 0. A worker killed outright (SIGKILL, a
     lost machine) stops sending heartbeats; after the grace period another worker fails its trial,
-    ends its run KILLED and retries it. If the study's database or the tracking server goes away,
+    ends its run KILLED and retries it. A retry continues from the failed attempt's checkpoints
+    (the run's artifacts, or --checkpoint-dir): finished seeds are kept, the interrupted one resumes. If the study's database or the tracking server goes away,
     the worker exits 2 with a one-line message (its trial is retried after the grace period).
 
     MLflow requests give up after MLFLOW_HTTP_REQUEST_MAX_RETRIES=3 retries and
@@ -62,13 +64,13 @@ def worker(study_name, storage, tracking_uri, max_complete_trials, n_trials, tim
     signal.signal(signal.SIGTERM, on_sigterm)  # run_trials installs its own while trials run
     try:
         _run_worker(study_name, storage, tracking_uri, max_complete_trials, n_trials, timeout, progress,
-                    heartbeat_interval, grace_period)
+                    heartbeat_interval, grace_period, checkpoint_dir)
     except KeyboardInterrupt:  # stopped before or between trials: nothing to clean up
         echo("worker stopped")
 
 
 def _run_worker(study_name, storage, tracking_uri, max_complete, n_trials, timeout, progress, heartbeat_interval,
-                grace_period):
+                grace_period, checkpoint_dir=None):
     """The worker's body; storage and tracking failures become one-line errors.
 
     Raises:
@@ -93,7 +95,7 @@ def _run_worker(study_name, storage, tracking_uri, max_complete, n_trials, timeo
         tracker = Tracker(tracking_uri, spec.study)
         target = spec.n_trials if max_complete is None else (max_complete or None)
         finished = run_trials(the_study, spec, tracker, n_trials=n_trials, timeout=timeout, max_complete=target,
-                              progress=progress, echo=echo)
+                              progress=progress, echo=echo, checkpoint_dir=checkpoint_dir)
     except Exception as error:
         lost = storage_failure(error)
         if lost is not None:

@@ -19,6 +19,15 @@ the task calls submitit's own handler, which checkpoints :class:`WorkerTask` and
 array task; the task comes back and joins the study again. If Slurm requeues the task itself
 (``scontrol requeue``, preemption with ``PreemptMode=REQUEUE``) submitit's ``scontrol requeue``
 fails harmlessly and Slurm's own requeue brings the task back.
+
+Several workers per GPU (``--workers-per-gpu K``): the tiny Burgess model uses a small part of one
+GPU, so each array task asks for one GPU and ``K x --cpus-per-worker`` CPUs and runs K ``betasweep
+worker`` processes on it (subprocesses sharing the task's ``CUDA_VISIBLE_DEVICES``); ``--workers N``
+then means N tasks, N x K workers. K processes per task rather than K tasks per GPU, because sharing
+one GPU among Slurm tasks needs the cluster's GPU sharing (MPS or ``gres/shard``), which most
+clusters do not configure. The task forwards SIGUSR2/SIGTERM to its workers as SIGTERM (each closes
+its trial, which is queued again and resumes from its checkpoints), waits for them, then requeues as
+above.
 """
 
 from __future__ import annotations
@@ -87,6 +96,8 @@ class Resources:
         max_parallel: array throttle (``--array 0-(N-1)%max_parallel``), all at once if None.
         slurm_args: further sbatch options (account, qos, constraint, ...), see :func:`parse_slurm_args`.
         signal_lead_s: seconds before the time limit at which Slurm sends SIGUSR2 (``--signal USR2@...``).
+        workers_per_gpu: worker processes per task sharing its one GPU (0: one worker in-process,
+            ``gpus_per_worker`` GPUs); with K >= 1 a task asks for one GPU and ``K * cpus_per_worker`` CPUs.
     """
 
     workers: int
@@ -98,6 +109,7 @@ class Resources:
     max_parallel: int | None = None
     slurm_args: dict[str, str] = dataclasses.field(default_factory=dict)
     signal_lead_s: int = SIGNAL_LEAD_S
+    workers_per_gpu: int = 0
 
     def __post_init__(self) -> None:
         for name in ("workers", "time_min", "cpus_per_worker"):
@@ -105,13 +117,25 @@ class Resources:
                 raise ConfigError(f"--{name.replace('_', '-').replace('-min', '')} must be >= 1, got {getattr(self, name)}")
         if self.gpus_per_worker < 0:
             raise ConfigError(f"--gpus-per-worker must be >= 0, got {self.gpus_per_worker}")
+        if self.workers_per_gpu < 0:
+            raise ConfigError(f"--workers-per-gpu must be >= 1, got {self.workers_per_gpu}")
+        if self.workers_per_gpu and self.gpus_per_worker > 1:
+            raise ConfigError("--workers-per-gpu shares one GPU per task: give --gpus-per-worker 0 or 1 with it")
+
+    @property
+    def gpus_per_task(self) -> int:
+        return 1 if self.workers_per_gpu else self.gpus_per_worker
+
+    @property
+    def cpus_per_task(self) -> int:
+        return self.cpus_per_worker * max(1, self.workers_per_gpu)
 
     def executor_parameters(self, cluster: str) -> dict:
         """The ``AutoExecutor.update_parameters`` keywords for ``cluster`` ("slurm" or "local")."""
-        params: dict = {"timeout_min": self.time_min, "cpus_per_task": self.cpus_per_worker, "tasks_per_node": 1,
+        params: dict = {"timeout_min": self.time_min, "cpus_per_task": self.cpus_per_task, "tasks_per_node": 1,
                         "nodes": 1}
-        if self.gpus_per_worker:
-            params["gpus_per_node"] = self.gpus_per_worker
+        if self.gpus_per_task:
+            params["gpus_per_node"] = self.gpus_per_task
         if cluster == "slurm":
             params["slurm_signal_delay_s"] = self.signal_lead_s
             params["slurm_array_parallelism"] = self.max_parallel or self.workers
@@ -190,10 +214,12 @@ def local_only_addresses(*urls: str | None) -> list[str]:
 
 
 def worker_argv(study: str, storage: str, *, tracking_uri: str | None, max_complete: int,
-                heartbeat_interval: int, grace_period: int) -> list[str]:
+                heartbeat_interval: int, grace_period: int, checkpoint_dir: str | Path | None = None) -> list[str]:
     """The ``betasweep worker`` arguments each array task runs (after ``worker``)."""
     argv = ["--study", study, "--storage", storage, "--max-complete-trials", str(max_complete),
             "--heartbeat-interval", str(heartbeat_interval), "--grace-period", str(grace_period), "--no-progress"]
+    if checkpoint_dir:
+        argv += ["--checkpoint-dir", str(Path(checkpoint_dir).resolve())]
     if tracking_uri:
         argv += ["--tracking-uri", tracking_uri]
     return argv
@@ -221,12 +247,13 @@ class WorkerTask(submitit.helpers.Checkpointable):
     """
 
     def __init__(self, entry: Callable[[list[str]], int], argv: list[str], study: str, storage: str,
-                 target: int) -> None:
+                 target: int, processes: int = 0) -> None:
         self.entry = entry
         self.argv = list(argv)
         self.study = study
         self.storage = storage
         self.target = target
+        self.processes = processes  # >= 1: that many worker subprocesses sharing the task's GPU (--workers-per-gpu)
 
     def __call__(self) -> str:
         from betasweep.sweeps.study import WorkerStopped
@@ -245,7 +272,7 @@ class WorkerTask(submitit.helpers.Checkpointable):
         print(f"{where}: {shown_command(self.argv)}", flush=True)
         stops = len(WorkerStopped.raised)
         try:
-            code = self.entry(["worker", *self.argv])
+            code = self._run_processes(where) if self.processes else self.entry(["worker", *self.argv])
         except WorkerStopped:  # stopped while starting, before the worker's own handler was in place
             code = 0
         finally:
@@ -269,6 +296,39 @@ class WorkerTask(submitit.helpers.Checkpointable):
             sys.exit(1)
         return "stopped"
 
+    def _run_processes(self, where: str) -> int:
+        """K ``betasweep worker`` subprocesses on this task's GPU; a stop is forwarded to each as SIGTERM.
+
+        Returns the first nonzero exit code (0 when all end well); re-raises the stop after the workers
+        closed their trials.
+        """
+        import subprocess
+
+        from betasweep.sweeps.study import WorkerStopped
+
+        command = [sys.executable, "-m", "betasweep.cli", "worker", *self.argv]
+        # SIGUSR2 ignored in the workers (an ignored signal stays ignored across exec): Slurm may signal every
+        # process of the step, and the time-limit warning must reach them as SIGTERM, from here.
+        children = [subprocess.Popen(command, preexec_fn=lambda: signal.signal(signal.SIGUSR2, signal.SIG_IGN))
+                    for _ in range(self.processes)]
+        print(f"{where}: {self.processes} workers on this task's GPU "
+              f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}): "
+              f"pids {' '.join(str(c.pid) for c in children)}", flush=True)
+        stopped: WorkerStopped | None = None
+        while any(child.poll() is None for child in children):
+            try:
+                for child in children:
+                    child.wait()
+            except WorkerStopped as stop:  # the scheduler's signal: each worker closes its trial
+                stopped = stopped or stop
+                for child in children:
+                    if child.poll() is None:
+                        child.send_signal(signal.SIGTERM)
+        codes = [child.returncode for child in children]
+        if stopped is not None:
+            raise stopped
+        return next((code for code in codes if code), 0)
+
     def _study_done(self) -> bool:
         if not self.target:
             return False
@@ -286,8 +346,10 @@ def _in_submitit() -> bool:
 
 def _setup_lines(resources: Resources, argv: Sequence[str]) -> list[str]:
     threads = str(resources.cpus_per_worker)
+    how = (f"{resources.workers_per_gpu} worker processes sharing its GPU" if resources.workers_per_gpu
+           else "in-process")
     return [f"export OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} PYTHONUNBUFFERED=1",
-            f"# each array task runs, in-process (requeued on SIGUSR2/SIGTERM): {shown_command(argv)}"]
+            f"# each array task runs, {how} (requeued on SIGUSR2/SIGTERM): {shown_command(argv)}"]
 
 
 def sbatch_script(folder: str | Path, job_name: str, resources: Resources, argv: Sequence[str],
@@ -301,10 +363,10 @@ def sbatch_script(folder: str | Path, job_name: str, resources: Resources, argv:
 
     params = resources.executor_parameters("slurm")
     slurm = {
-        "job_name": job_name, "time": resources.time_min, "cpus_per_task": resources.cpus_per_worker,
+        "job_name": job_name, "time": resources.time_min, "cpus_per_task": resources.cpus_per_task,
         "ntasks_per_node": 1, "nodes": 1, "signal_delay_s": resources.signal_lead_s,
         "array_parallelism": params["slurm_array_parallelism"], "partition": resources.partition,
-        "gpus_per_node": resources.gpus_per_worker or None,
+        "gpus_per_node": resources.gpus_per_task or None,
         "mem": f"{int(resources.mem_gb * 1024)}MB" if resources.mem_gb is not None else None,
         "additional_parameters": params.get("slurm_additional_parameters"),
         "setup": _setup_lines(resources, argv),

@@ -26,6 +26,17 @@ fraction ``f`` of seeds ``0..i`` (the seeds trained so far). Every trial of a st
 ``N`` and ``T``, so a step means the same thing in every trial and the median pruner compares like
 with like; Hyperband's ``max_resource`` is ``N*T``. With one seed this is the former behaviour.
 
+Learning curves (``metric.curve``). At each budget of images seen, at the first logged training step
+at or past it, the seed's model is scored with the whole panel at the curve's cheap settings (the
+metric seed fixed, as for every score): MLflow metrics ``curve/<metric>`` (``seed-i/curve/<metric>``
+with several seeds), step = images seen, and in ``per_seed`` each seed's ``curve``:
+``{"budgets": [...], "samples": [...], "<metric>": [...]}`` (the nominal budgets, the images actually
+seen, a value per budget).
+
+Race trials (:mod:`betasweep.sweeps.race`) carry their seeds in the user attribute ``race_seeds``;
+they train those instead of the spec's and are never pruned (their value is one more seed of a
+configuration, not a candidate to stop early).
+
 UDR (``metric.objective: udr``, Duan et al. 2020): after the last seed, the trial's ``N`` models
 encode the same 1,000 held-out images (:func:`~betasweep.metrics.udr_images`, drawn with the metric
 seed, so every trial uses the same images) and :func:`~betasweep.metrics.udr_of_models` scores them;
@@ -47,15 +58,16 @@ import optuna
 from betasweep.data import DATASET_CHANNELS, load_dataset
 from betasweep.errors import DivergenceError
 from betasweep.figures import save_figures, save_kl_chart
-from betasweep.metrics import (disentanglement_score, evaluate_model, panel_scores, representation_function,
-                               udr_images, udr_of_models)
+from betasweep.metrics import (disentanglement_score, evaluate_model, labelled_view, panel_scores,
+                               representation_function, udr_images, udr_of_models)
 from betasweep.models import ModelConfig, beta_norm
 from betasweep.models.vae import family_values
+from betasweep.sweeps.resume import Resume, fits_configs
 from betasweep.sweeps.spec import SweepSpec, panel_metric_of
 from betasweep.training import TrainConfig, train
 from betasweep.tracking import Tracker, TrialRun
 
-__all__ = ["Objective", "build_configs", "train_and_score", "train_seed", "objective_value", "summarise_seeds",
+__all__ = ["Objective", "build_configs", "curve_callback", "curve_from_history", "train_and_score", "train_seed", "objective_value", "summarise_seeds",
            "dimension_labels", "SCALAR_KEYS", "UDR_IMAGES"]
 
 IMAGE_KEYS = ("traversal", "reconstruction")  # logged also as time-stepped images (MLflow's image grid)
@@ -102,6 +114,51 @@ def summarise_seeds(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     if per_seed and all("kl_per_dim" in m for m in per_seed):
         out["kl_per_dim"] = [float(v) for v in np.mean([m["kl_per_dim"] for m in per_seed], axis=0)]
     return out
+
+
+def curve_callback(spec: SweepSpec, data, log_every: int,
+                   log: Callable[[dict[str, float], int], None] | None = None) -> Callable[[dict[str, Any], Any], None]:
+    """A training callback that scores the learning curve (``metric.curve``) into the training records.
+
+    At the first record at or past each of ``spec.curve_budgets`` (images seen) the model is scored with
+    the spec's panel at the curve's cheap settings (:attr:`SweepSpec.curve`, its metric seed fixed); the
+    record gets ``curve = {"budgets": [the budgets it covers], "scores": {metric: value}}`` and
+    ``log(scores, samples)`` is called. The records are the training history that checkpoints keep, so
+    a seed resumed from a checkpoint keeps the points scored before (:func:`curve_from_history`); which
+    budgets a record covers follows from its step alone (records come every ``log_every`` steps, and at
+    the last one), so a resumed run scores exactly the budgets the first attempt did not reach.
+    The model's mode is restored after (:func:`~betasweep.metrics.representation_function`).
+    """
+    budgets = tuple(spec.curve_budgets)
+
+    def score(record: dict[str, Any], model) -> None:
+        step, samples = int(record["step"]), int(record["samples"])
+        previous = (step - 1) // log_every * log_every * (samples // step)  # images seen at the record before
+        covered = [b for b in budgets if previous < b <= samples]
+        if not covered:
+            return
+        scores = {k: float(v) for k, v in panel_scores(labelled_view(model, data), representation_function(model),
+                                                        np.random.default_rng(spec.curve.seed), config=spec.curve).items()}
+        record["curve"] = {"budgets": covered, "scores": scores}
+        if log is not None:
+            log(scores, samples)
+
+    return score
+
+
+def curve_from_history(history: list[dict[str, Any]]) -> dict[str, list]:
+    """A seed's learning curve from its training records (:func:`curve_callback`): ``budgets`` (nominal),
+    ``samples`` (images seen when scored), and each panel value's list, one entry per budget; ``{}``
+    when no record was scored."""
+    curve: dict[str, list] = {}
+    for record in history:
+        point = record.get("curve")
+        for budget in (point or {}).get("budgets", []):
+            curve.setdefault("budgets", []).append(budget)
+            curve.setdefault("samples", []).append(record["samples"])
+            for key, value in point["scores"].items():
+                curve.setdefault(key, []).append(value)
+    return curve
 
 
 def build_configs(spec: SweepSpec, params: dict[str, Any], seed: int, num_channels: int) -> tuple[ModelConfig, TrainConfig]:
@@ -156,11 +213,16 @@ def train_seed(
     data=None,
     on_record: Callable[[dict[str, Any], Any], None] | None = None,
     progress: bool = False,
+    checkpoint_path: str | Path | None = None,
+    on_checkpoint: Callable[[Path, int], None] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Path], Any]:
     """Train one configuration with one seed and score it with the spec's metric panel.
 
     Args:
         data: the spec's dataset if already loaded (a trial loads it once for all its seeds).
+        checkpoint_path: where training checkpoints (and resumes from, if the file exists);
+            default ``workdir/checkpoint.pt``.
+        on_checkpoint: passed to :func:`~betasweep.training.train` (e.g. upload each checkpoint).
 
     Returns:
         ``(metrics, files, model)``: metrics of :func:`~betasweep.metrics.evaluate_model` (the
@@ -179,11 +241,14 @@ def train_seed(
     dataset = spec.dataset
     data = data if data is not None else load_spec_data(spec)
     model_config, train_config = build_configs(spec, params, seed, data.num_channels)
-    checkpoint = workdir / "checkpoint.pt"
+    checkpoint = Path(checkpoint_path) if checkpoint_path is not None else workdir / "checkpoint.pt"
     extra = {"dataset": dataset["name"], "data_path": dataset.get("path"), "subsample": dataset.get("subsample"),
              "metric_config": spec.metric.to_dict()}  # `betasweep evaluate` scores it with this panel by default
-    result = train(data, model_config, train_config, checkpoint_path=checkpoint, extra=extra, callback=on_record, progress=progress)
+    result = train(data, model_config, train_config, checkpoint_path=checkpoint, extra=extra, callback=on_record, progress=progress,
+                   on_checkpoint=on_checkpoint)
     metrics = evaluate_model(result.model, data, spec.metric)
+    if curve := curve_from_history(result.history):
+        metrics["curve"] = curve
     figure_rng, naming_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(spec.metric.seed).spawn(4)[2:])
     files: dict[str, Path] = {"checkpoint": checkpoint}
     names = None
@@ -224,8 +289,9 @@ class Objective:
     """
 
     def __init__(self, spec: SweepSpec, tracker: Tracker, parent_run_id: str, *, progress: bool = False,
-                 echo: Callable[[str], None] | None = None):
+                 echo: Callable[[str], None] | None = None, checkpoint_dir: str | Path | None = None):
         self.spec = spec
+        self.checkpoint_dir = checkpoint_dir  # seeds' checkpoints on a shared filesystem; None: the runs' artifacts
         self.tracker = tracker
         self.parent_run_id = parent_run_id
         self.progress = progress
@@ -246,11 +312,14 @@ class Objective:
         spec = self.spec
         self.current_trial = trial.number
         params = self.suggest(trial)
-        seeds = spec.seeds_for(trial.number)
+        seeds = [int(s) for s in trial.user_attrs.get("race_seeds") or spec.seeds_for(trial.number)]
+        resume = Resume.of(trial, spec.study, checkpoint_dir=self.checkpoint_dir, tracker=self.tracker, echo=self.echo)
+        seeds = resume.seeds(seeds)  # a retry trains its failed attempt's seeds (sweeps/resume.py)
         several = len(seeds) > 1
         run = self.tracker.start_trial_run(self.parent_run_id, trial.number)
         trial.set_user_attr("mlflow_run_id", run.run_id)
         trial.set_user_attr("seeds", seeds)
+        resume.start(trial, run)
         self.echo(f"trial {trial.number}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in params.items())
                   + (f" (seeds {', '.join(map(str, seeds))})" if several else f" (seed {seeds[0]})"))
         run.log_params({**spec.fixed, **params, "seed": seeds[0], "dataset": spec.dataset["name"],
@@ -266,9 +335,17 @@ class Objective:
                 data = load_spec_data(spec)
                 for index, seed in enumerate(seeds):
                     prefix = f"seed-{index}/" if several else ""
-                    metrics, files, model = train_seed(
-                        spec, params, seed, Path(workdir) / f"seed-{index}", data=data,
-                        on_record=self._on_record(trial, run, data, index, prefix, intermediate), progress=self.progress)
+                    logged: set[int] = set()  # images seen of the curve points logged to the run live
+                    done = resume.finished_seed(index, prefix, Path(workdir) / f"seed-{index}", intermediate,
+                                                load_model=spec.objective == "udr")
+                    checkpoint = resume.checkpoint_path(index, Path(workdir) / f"seed-{index}")
+                    if done is None:
+                        resume.prepare_checkpoint(index, prefix, checkpoint, fits_configs(spec, params, seed, data))
+                    metrics, files, model = done or train_seed(
+                        spec, params, seed, Path(workdir) / f"seed-{index}", data=data, checkpoint_path=checkpoint,
+                        on_checkpoint=resume.on_checkpoint(index, prefix),
+                        on_record=self._on_record(trial, run, data, index, prefix, intermediate, logged),
+                        progress=self.progress)
                     for name, path in files.items():
                         run.log_artifact(path, prefix + artifact_folder(name))
                     for key in IMAGE_KEYS:  # the chart view's image grid shows these side by side across trials
@@ -280,6 +357,11 @@ class Objective:
                         run.log_metrics({f"{prefix}{k}": v for k, v in metrics.items() if k != "dimension_names"},
                                         step=spec.train_samples)
                         self.echo(f"trial {trial.number}: seed {index} ({seed}): {_seed_line(metrics, spec)}")
+                    for i, samples in enumerate(metrics.get("curve", {}).get("samples", [])):  # scored before a resume
+                        if samples not in logged:
+                            run.log_metrics({f"{prefix}curve/{k}": v[i] for k, v in metrics["curve"].items()
+                                             if k not in ("budgets", "samples")}, step=samples)
+                    resume.seed_finished(index, metrics, intermediate)
                 if spec.objective == "udr":
                     self._udr(data, models, per_seed)
             summary = summarise_seeds(per_seed)
@@ -341,16 +423,26 @@ class Objective:
             metrics["udr"] = score
 
     def _on_record(self, trial: optuna.Trial, run: TrialRun, data, index: int, prefix: str,
-                   intermediate: dict[float, list[float]]):
-        """The training callback of seed ``index``: log each record; at the spec's points compute the cheap
-        objective score and report the mean over the seeds trained so far (see the module docstring)."""
+                   intermediate: dict[float, list[float]], logged: set[int] | None = None):
+        """The training callback of seed ``index``: log each record; at the curve's budgets score the panel
+        into the records (``logged`` gets the images seen of each point logged); at the spec's points compute the cheap objective score and report the mean over the
+        seeds trained so far (see the module docstring; a race trial reports nothing: it is never pruned)."""
         spec = self.spec
-        pending = sorted(spec.intermediate_at) if spec.intermediate is not None else []
+        racing = "race_seeds" in trial.user_attrs
+        pending = sorted(spec.intermediate_at) if spec.intermediate is not None and not racing else []
+        def log_curve(scores: dict[str, float], samples: int) -> None:
+            logged.add(samples)
+            run.log_metrics({f"{prefix}curve/{k}": v for k, v in scores.items()}, step=samples)
+
+        log_every = int({**spec.fixed, **trial.params}.get("log_every", TrainConfig.log_every))
+        score_curve = curve_callback(spec, data, log_every, log_curve) if spec.curve is not None else None
         progress_line = self._progress_lines(trial.number, prefix)
 
         def on_record(record: dict[str, Any], model) -> None:
             run.log_metrics({f"{prefix}{k}": record[k] for k in ("loss", "recon_loss", "kl", "kl_per_dim")}, step=record["samples"])
             progress_line(record)
+            if score_curve is not None:
+                score_curve(record, model)
             while pending and record["samples"] >= pending[0] * spec.train_samples:
                 fraction = pending.pop(0)
                 score = self._cheap_score(model, data)

@@ -280,6 +280,7 @@ def run_trials(
     progress: bool = True,
     echo: Callable[[str], None] | None = None,
     end_parent: bool = False,
+    checkpoint_dir: str | os.PathLike | None = None,
 ) -> bool:
     """Run trials of ``study`` in this process, one at a time, until a limit is reached.
 
@@ -297,7 +298,9 @@ def run_trials(
     storage errors propagate as Optuna or SQLAlchemy raise them (see :data:`STORAGE_ERRORS`).
     SIGTERM and Ctrl-C stop it gracefully: the current trial ends FAIL (``fail_reason`` says why),
     its MLflow run ends KILLED, and its params are queued again so another worker (or the next run)
-    redoes it.
+    redoes it. A retried trial continues from its failed attempt's checkpoints (in the runs'
+    artifacts, or under ``checkpoint_dir`` on a filesystem every worker shares: see
+    :mod:`betasweep.sweeps.resume`).
 
     The study's MLflow parent run is RUNNING while trials run here (an ended one is reopened when a
     trial starts) and ends FINISHED when the study reaches its target: the ``max_complete`` COMPLETE
@@ -311,7 +314,7 @@ def run_trials(
     parent = study.user_attrs.get("mlflow_parent_run_id") or tracker.find_parent_run()
     if parent is None:
         raise ConfigError(f"study {study.study_name!r} has no MLflow parent run; create it with `betasweep study create`")
-    objective = Objective(spec, tracker, parent, progress=progress, echo=echo)
+    objective = Objective(spec, tracker, parent, progress=progress, echo=echo, checkpoint_dir=checkpoint_dir)
     # Optuna logs each failed trial with its traceback; the objective and the worker report failures in one line.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
 
@@ -387,7 +390,14 @@ def _verdict(study: optuna.Study, max_complete: int | None) -> str:
         # the count exact, the target can be reached while it is): wait until it ends or turns stale and
         # is retried. Without heartbeats a dead trial never turns stale, so there is nothing to wait for.
         heartbeat = getattr(study._storage, "get_heartbeat_interval", lambda: None)()
-        return "wait" if heartbeat and TrialState.RUNNING in states else "done"
+        if heartbeat and TrialState.RUNNING in states:
+            return "wait"
+        # A race (betasweep race) queues its next round once its current one is trained: wait for it while the
+        # racing process is alive.
+        from betasweep.sweeps.race import race_alive
+
+        storage = getattr(study._storage, "_backend", study._storage)
+        return "wait" if race_alive(study, getattr(storage, "grace_period", None) or GRACE_PERIOD_S) else "done"
     return "wait" if len(states) >= max_complete else "run"
 
 
@@ -486,7 +496,8 @@ def _requeue_interrupted(study: optuna.Study, number: int | None, *, echo: Calla
     trial = study.trials[number]
     if trial.state != optuna.trial.TrialState.FAIL:
         return
-    study.enqueue_trial(trial.params, user_attrs={"retried_from": number})
+    race = {k: v for k, v in trial.user_attrs.items() if k in ("race_seeds", "race_round")}  # a race's seed stays its seed
+    study.enqueue_trial(trial.params, user_attrs={**race, "retried_from": number})
     echo(f"trial {number}: {trial.user_attrs.get('fail_reason', 'stopped')}; marked failed and queued again")
 
 
