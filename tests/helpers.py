@@ -57,3 +57,17 @@ def small_celeba_root(sample: Path, root: Path, n_train: int, n_val: int) -> Pat
     for name in names:
         (root / "img_align_celeba" / name).symlink_to(sample / "img_align_celeba" / name)
     return root
+
+
+RACE_CURVE = {"budgets": [200, 400, 800], "num_train": 60, "num_eval": 30, "batch_size": 8}
+
+
+def race_spec(dsprites_path: str | Path, study: str = "race", max_seeds: int = 3, **overrides: Any) -> dict[str, Any]:
+    """:func:`tiny_spec` as a race: two configurations (a grid over β), 2 seeds per trial, a 3-budget learning
+    curve, then a race to ``max_seeds`` seeds."""
+    spec = tiny_spec(dsprites_path, study, n_trials=2, search_space={"beta": [0.5, 8.0]},
+                     sampler={"name": "grid", "seed": 0}, seeds_per_trial=2, race={"max_seeds": max_seeds})
+    spec["fixed"] = {**spec["fixed"], "latent_dim": 4}
+    spec["metric"] = {**spec["metric"], "curve": RACE_CURVE}
+    spec.update(overrides)
+    return spec
