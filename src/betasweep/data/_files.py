@@ -87,10 +87,11 @@ class RowFile:
     def __del__(self):
         self.close()
 
-    def close(self) -> None:
-        if self._fd is not None and self._pid == os.getpid():
+    def close(self, _getpid=os.getpid, _close=os.close) -> None:
+        # The os functions are bound at definition: __del__ may run at interpreter exit, after os is torn down.
+        if self._fd is not None and self._pid == _getpid():
             try:
-                os.close(self._fd)
+                _close(self._fd)
             except OSError:
                 pass
         self._fd = None
