@@ -37,8 +37,10 @@ from _harness import (  # noqa: E402
 )
 from metric_panel import bench_metric_panel  # noqa: E402
 from family_throughput import bench_family_throughput  # noqa: E402
+from cpu_options import bench_cpu_options  # noqa: E402
 from sweep_overhead import bench_sweep_overhead  # noqa: E402
 from dataset_memory import bench_dataset_memory  # noqa: E402
+from curve_cost import bench_curve_cost  # noqa: E402
 
 
 # ---------------------------------------------------------------------------------------------
@@ -347,13 +349,15 @@ BENCHMARKS: dict[str, Callable[[Context], dict]] = {
     "sweep_overhead": bench_sweep_overhead,
     "storage_proxy": bench_storage_proxy,
     "family_throughput": bench_family_throughput,
+    "cpu_options": bench_cpu_options,
     "dataset_memory": bench_dataset_memory,
+    "curve_cost": bench_curve_cost,
     # Add a benchmark as a function (ctx: Context) -> dict built with _harness.record(...), e.g. in a
     # module benchmarks/<name>.py imported here, and register it in this dict.
 }
 
 # Need PostgreSQL (and an mlflow server) and take minutes: run them with --only, or in a full run.
-NOT_QUICK = {"storage_latency", "trials_per_hour", "sweep_overhead", "storage_proxy"}
+NOT_QUICK = {"storage_latency", "trials_per_hour", "sweep_overhead", "storage_proxy", "cpu_options"}
 
 
 def main(argv: list[str] | None = None) -> int:
