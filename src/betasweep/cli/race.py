@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from betasweep.cli._common import TRACKING_HELP, echo, progress_option, storage_option
+from betasweep.cli._common import CHECKPOINT_DIR_OPTION, TRACKING_HELP, echo, progress_option, storage_option
 
 
 @click.command("race")
@@ -25,8 +25,9 @@ from betasweep.cli._common import TRACKING_HELP, echo, progress_option, storage_
               help="Seconds between this process's heartbeats to the study.")
 @click.option("--grace-period", type=click.IntRange(min=2), default=180, show_default=True,
               help="Seconds without a heartbeat after which a trial counts as dead and is retried.")
+@CHECKPOINT_DIR_OPTION
 def race(study_name, storage, tracking_uri, max_seeds, alpha, rank_by, timeout, progress, heartbeat_interval,
-         grace_period):
+         grace_period, checkpoint_dir):
     """Race the study's configurations: each round adds one seed to every configuration not yet
     distinguishable from the best (Welch's t-test), drops those it separates, and stops when one stands
     alone, when max-seeds is reached, or at --timeout.
@@ -56,7 +57,7 @@ def race(study_name, storage, tracking_uri, max_seeds, alpha, rank_by, timeout, 
          f"alpha {settings.alpha}")
     try:
         result = race_study(the_study, spec, Tracker(tracking_uri, spec.study), settings, rank_by=rank_by,
-                            timeout=timeout, progress=progress, echo=echo)
+                            timeout=timeout, progress=progress, echo=echo, checkpoint_dir=checkpoint_dir)
     except KeyboardInterrupt:
         echo("race stopped: start it again to resume")
         return

@@ -45,7 +45,7 @@ def sweep(spec_path, n_trials, timeout, storage, tracking_uri, progress, checkpo
     if spec.race is not None:  # the spec's race: seeds where the search's answer is undecided
         from betasweep.sweeps.race import race_study
 
-        race_study(the_study, spec, tracker, spec.race, progress=progress, echo=echo)
+        race_study(the_study, spec, tracker, spec.race, progress=progress, echo=echo, checkpoint_dir=checkpoint_dir)
     summary = study_summary(the_study, spec)
     click.echo(json.dumps(summary, indent=2))
     echo_links(tracker, summary.get("mlflow_run_id"))

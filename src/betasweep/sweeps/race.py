@@ -224,6 +224,7 @@ def race_study(
     timeout: float | None = None,
     progress: bool = False,
     echo: Callable[[str], None] | None = None,
+    checkpoint_dir: str | None = None,
 ) -> RaceResult:
     """Race the study's configurations (:func:`run_race`), training each round's seeds as trials.
 
@@ -239,6 +240,8 @@ def race_study(
     Args:
         rank_by: the metric raced on (default the study's objective; any value the study records).
         timeout: seconds after which no trial starts here and no round begins.
+        checkpoint_dir: where the trials run here checkpoint their seeds (a filesystem every worker
+            shares; default the runs' artifacts), as for ``betasweep worker``.
 
     Raises:
         ConfigError: the objective is ``udr``, ``rank_by`` is unknown, the study has no complete
@@ -275,7 +278,7 @@ def race_study(
     state = {"metric": metric, "alpha": race.alpha, "max_seeds": race.max_seeds, "status": "running",
              "round": first_round, "contenders": contenders, "rounds": list(state.get("rounds", [])) if resumed else []}
     parent = study.user_attrs.get("mlflow_parent_run_id") or tracker.find_parent_run()
-    objective = Objective(spec, tracker, parent, progress=progress, echo=echo) if parent else None
+    objective = Objective(spec, tracker, parent, progress=progress, echo=echo, checkpoint_dir=checkpoint_dir) if parent else None
     deadline = None if timeout is None else time.monotonic() + timeout
 
     def on_round(round_: RaceRound, labels: dict[str, str]) -> None:
