@@ -24,6 +24,21 @@ CHECKPOINT_DIR_OPTION = click.option(
          "resumes from them) [default: the trial's MLflow run artifacts].")
 
 
+def heartbeat_options(command):
+    """``--heartbeat-interval`` and ``--grace-period`` of a process that runs a study's trials (worker, race)."""
+    command = click.option("--grace-period", type=click.IntRange(min=2), default=180, show_default=True,
+                           help="Seconds without a heartbeat after which a trial counts as dead and is retried.")(command)
+    return click.option("--heartbeat-interval", type=click.IntRange(min=1), default=60, show_default=True,
+                        help="Seconds between this process's heartbeats to the study.")(command)
+
+
+def rank_by_option(what: str):
+    """``--rank-by METRIC``: the panel value ``what`` uses (default: the study's objective)."""
+    return click.option("--rank-by", "rank_by", default=None, metavar="METRIC",
+                        help=f"{what} by this panel value (beta_vae, factor_vae, mig, sap, dci_disentanglement, ..., "
+                             "udr) [default: the study's objective].")
+
+
 def emit_json(obj) -> None:
     """The command's result on stdout, as indented JSON."""
     click.echo(json.dumps(obj, indent=2))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from betasweep.cli._common import CHECKPOINT_DIR_OPTION, TRACKING_HELP, echo, progress_option, storage_option
+from betasweep.cli._common import (CHECKPOINT_DIR_OPTION, TRACKING_HELP, echo, heartbeat_options, progress_option,
+                                   rank_by_option, storage_option)
 
 
 @click.command("race")
@@ -15,16 +16,11 @@ from betasweep.cli._common import CHECKPOINT_DIR_OPTION, TRACKING_HELP, echo, pr
               help="Seeds per configuration at most; the race stops undecided there [default: the spec's race.max_seeds, else 8].")
 @click.option("--alpha", type=float, default=None,
               help="Level of each round's Welch test, two-sided [default: the spec's race.alpha, else 0.05].")
-@click.option("--rank-by", "rank_by", default=None, metavar="METRIC",
-              help="Race on this panel value (beta_vae, factor_vae, mig, sap, dci_disentanglement, ...) "
-                   "[default: the study's objective].")
+@rank_by_option("Race")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Seconds after which no trial starts here and no round begins (a later race resumes).")
 @progress_option("trials' training")
-@click.option("--heartbeat-interval", type=click.IntRange(min=1), default=60, show_default=True,
-              help="Seconds between this process's heartbeats to the study.")
-@click.option("--grace-period", type=click.IntRange(min=2), default=180, show_default=True,
-              help="Seconds without a heartbeat after which a trial counts as dead and is retried.")
+@heartbeat_options
 @CHECKPOINT_DIR_OPTION
 def race(study_name, storage, tracking_uri, max_seeds, alpha, rank_by, timeout, progress, heartbeat_interval,
          grace_period, checkpoint_dir):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from betasweep.cli._common import TRACKING_HELP, echo, echo_links, storage_option, study_summary
+from betasweep.cli._common import TRACKING_HELP, echo, echo_links, rank_by_option, storage_option, study_summary
 
 @click.command("report")
 @click.option("--study", "study_name", required=True)
@@ -23,9 +23,7 @@ from betasweep.cli._common import TRACKING_HELP, echo, echo_links, storage_optio
               help="Embed the traversals of this many top trials in the report (0: numbers only).")
 @click.option("--register/--no-register", default=True, show_default=True,
               help="Register the best trial's model in the MLflow Model Registry under the alias 'best'.")
-@click.option("--rank-by", "rank_by", default=None, metavar="METRIC",
-              help="Rank configurations and give the verdict by this panel value (beta_vae, factor_vae, mig, sap, "
-                   "dci_disentanglement, ..., udr) [default: the study's objective].")
+@rank_by_option("Rank configurations and give the verdict")
 def report(study_name, storage, tracking_uri, out_path, top, reseed, reseed_configs, gallery, register, rank_by):
     """Print the verdict, the configurations (mean ± SE over seeds) and the top trials; write the HTML report,
     log it to the study's run, register the best model."""

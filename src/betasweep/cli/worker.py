@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from betasweep.cli._common import CHECKPOINT_DIR_OPTION, TRACKING_HELP, echo, echo_links, progress_option, storage_option
+from betasweep.cli._common import (CHECKPOINT_DIR_OPTION, TRACKING_HELP, echo, echo_links, heartbeat_options, progress_option,
+                                   storage_option)
 
 # MLflow's client retries a failing request 7 times with exponential backoff and waits 120 s per
 # request: a worker whose tracking server is gone would hang for many minutes. Workers use these
@@ -25,10 +26,7 @@ WORKER_MLFLOW_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUES
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Seconds after which this worker starts no more trials.")
 @progress_option("trials' training")
-@click.option("--heartbeat-interval", type=click.IntRange(min=1), default=60, show_default=True,
-              help="Seconds between this worker's heartbeats to the study.")
-@click.option("--grace-period", type=click.IntRange(min=2), default=180, show_default=True,
-              help="Seconds without a heartbeat after which a trial counts as dead and is retried.")
+@heartbeat_options
 @CHECKPOINT_DIR_OPTION
 def worker(study_name, storage, tracking_uri, max_complete_trials, n_trials, timeout, progress, heartbeat_interval,
            grace_period, checkpoint_dir):
