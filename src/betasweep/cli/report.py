@@ -77,8 +77,8 @@ def report(study_name, storage, tracking_uri, out_path, top, reseed, reseed_conf
     click.echo("\nSpearman rank correlations between the panel's metrics over trials:")
     click.echo(spearman.to_string(float_format=lambda v: f"{v:.2f}") if not isinstance(spearman, str) else f"  {spearman}")
     click.echo("")
-    columns = [c for c in ("trial", "state", "score", "score_se", "beta", "latent_dim", "width", "batch_size", "beta_norm", "mlflow_run_id")
-               if c in frame.columns]
+    columns = [c for c in ("trial", "state", "score", "score_se", "beta", "latent_dim", "width", "batch_size", "beta_norm",
+                           "attempt_of", "race_round", "mlflow_run_id") if c in frame.columns]
     click.echo(f"best trial #{best.number}: " + ", ".join(f"{k}={format_value(k, v)}" for k, v in summary.items()
                                                          if k not in ("study", "best_trial")))
     click.echo(format_numbers(frame[columns].head(top)).to_string(index=False))

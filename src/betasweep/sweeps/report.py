@@ -44,7 +44,8 @@ def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
 
 
 def trials_frame(study: optuna.Study, spec: SweepSpec) -> pd.DataFrame:
-    """One row per finished trial: number, state, score, params (fixed ones filled in), β_norm, run id; best first."""
+    """One row per finished trial: number, state, score, params (fixed ones filled in), β_norm, run id, and for a
+    retry the attempt it continued (``attempt_of``), for a race's seed its round (``race_round``); best first."""
     rows = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)):
         params = family_values({**spec.fixed, **t.params})
@@ -60,6 +61,10 @@ def trials_frame(study: optuna.Study, spec: SweepSpec) -> pd.DataFrame:
         row["beta_norm"] = t.user_attrs.get("beta_norm", math.nan)
         row["active_units"] = t.user_attrs.get("active_units")
         row["mlflow_run_id"] = t.user_attrs.get("mlflow_run_id", "")
+        if "attempt_of" in t.user_attrs:  # a retry: the attempt it continued (sweeps/resume.py)
+            row["attempt_of"] = t.user_attrs["attempt_of"]
+        if "race_round" in t.user_attrs:  # a seed the race added (sweeps/race.py)
+            row["race_round"] = t.user_attrs["race_round"]
         if t.state == TrialState.FAIL:
             row["fail_reason"] = t.user_attrs.get("fail_reason", "")
         rows.append(row)

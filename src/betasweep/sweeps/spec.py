@@ -21,7 +21,7 @@ Example (``examples/shapes-quick.yaml``)::
       panel: [beta_vae, factor_vae, mig, sap]
       full: {num_train: 10000, num_eval: 5000, batch_size: 64}
       intermediate: {num_train: 200, num_eval: 100, batch_size: 16, at: [0.5]}
-      curve: {budgets: [4500, 9000, 18000, 36000], num_train: 100, num_eval: 50, batch_size: 16}
+      curve: {budgets: [4500, 9000, 18000, 36000], num_train: 100, num_eval: 50, batch_size: 8}
     sampler: {name: tpe, seed: 0}
     pruner: {name: median}
     n_trials: 6
@@ -108,7 +108,7 @@ DEFAULT_SPEC: dict[str, Any] = {
         "panel": ["beta_vae", "factor_vae", "mig", "sap"],
         "full": {"num_train": 10_000, "num_eval": 5_000, "batch_size": 64},
         "intermediate": {"num_train": 200, "num_eval": 100, "batch_size": 16, "at": [0.5]},
-        "curve": {"budgets": [4_500, 9_000, 18_000, 36_000], "num_train": 100, "num_eval": 50, "batch_size": 16},
+        "curve": {"budgets": [4_500, 9_000, 18_000, 36_000], "num_train": 100, "num_eval": 50, "batch_size": 8},
     },
     "sampler": {"name": "tpe", "seed": 0},
     "pruner": {"name": "median"},
