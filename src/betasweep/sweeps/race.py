@@ -66,8 +66,8 @@ class RaceRound:
 
     def line(self, labels: dict[str, str]) -> str:
         """``round 2: 2 configurations left: trial #1 (beta=4) 0.81 ± 0.01 (4 seeds), ...; dropped ...``."""
-        by_label = {c.label: c for c in self.verdict.configs}
-        left = "; ".join(f"{_short(by_label[labels[k]])}" for k in self.kept)
+        kept = {labels[k] for k in self.kept}
+        left = "; ".join(_short(c) for c in self.verdict.configs if c.label in kept)  # best mean first
         text = f"round {self.number}: {len(self.kept)} configuration{'s' if len(self.kept) != 1 else ''} left: {left}"
         if self.dropped:
             text += "; dropped (distinguishably worse than the best): " + ", ".join(labels[k] for k in self.dropped)

@@ -37,10 +37,31 @@ PARAM_COLUMNS = ("beta", "latent_dim", "width", "batch_size")
 
 
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
-    """Optuna's ``study.best_trial``; for two objectives, the Pareto-optimal trial with the highest score."""
-    if len(study.directions) == 1:
-        return study.best_trial
-    return max(study.best_trials, key=lambda t: t.values[0])
+    """The best trial of the best configuration; for two objectives, the Pareto-optimal trial with the highest score.
+
+    A configuration trained by several trials (``betasweep race``, a queued retry, a repeated draw) is
+    ranked by its mean over all their seeds (each trial's value weighted by its number of seeds), as
+    the verdict ranks it, then its best trial is taken: Optuna's ``study.best_trial`` alone would name
+    one race trial's lucky single seed. With one trial per configuration this is ``study.best_trial``.
+
+    Raises:
+        ValueError: no complete trial (as Optuna's ``best_trial``).
+    """
+    if len(study.directions) != 1:
+        return max(study.best_trials, key=lambda t: t.values[0])
+    sign = 1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1.0
+    groups: dict[tuple, list[optuna.trial.FrozenTrial]] = {}
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        groups.setdefault(tuple(sorted((k, repr(v)) for k, v in t.params.items())), []).append(t)
+    if not groups:
+        return study.best_trial  # Optuna's own error
+
+    def mean(trials: list[optuna.trial.FrozenTrial]) -> float:
+        seeds = [len(t.user_attrs.get("seeds") or [0]) for t in trials]
+        return sum(t.values[0] * n for t, n in zip(trials, seeds)) / sum(seeds)
+
+    best = max(groups.values(), key=lambda trials: (sign * mean(trials), -min(t.number for t in trials)))
+    return max(best, key=lambda t: (sign * t.values[0], -t.number))
 
 
 def trials_frame(study: optuna.Study, spec: SweepSpec) -> pd.DataFrame:
