@@ -159,19 +159,26 @@ def run_race(
     contenders = [k for k in (contenders or list(configs)) if k in configs]
     check_race(configs, contenders, race)
     rounds: list[RaceRound] = []
+
+    def test(number: int, keys: list[str], status: str | None = None) -> RaceRound:
+        """Round ``number``'s verdict on ``keys``: the best, its ties and the untestable stay, the rest drop."""
+        current = {k: configs[k] for k in keys}
+        labels.clear()
+        labels.update({k: c.label for k, c in current.items()})
+        result = verdict(list(current.values()), metric, alpha=race.alpha)
+        key_of = {c.label: k for k, c in current.items()}
+        dropped = [] if status else [key_of[c.a.label] for c in result.apart]
+        round_ = RaceRound(number, result, [k for k in keys if k not in dropped], dropped, status or "continue")
+        rounds.append(round_)
+        return round_
+
+    labels: dict[str, str] = {}
     number = first_round
     while True:
         configs = get_configs()
-        current = {k: configs[k] for k in contenders}
-        labels = {k: c.label for k, c in current.items()}
-        result = verdict(list(current.values()), metric, alpha=race.alpha)
-        key_of = {c.label: k for k, c in current.items()}
-        dropped = [key_of[c.a.label] for c in result.apart]
-        kept = [k for k in contenders if k not in dropped]
-        round_ = RaceRound(number, result, kept, dropped)
-        rounds.append(round_)
-        needing = {k: current[k] for k in kept if current[k].n < race.max_seeds}
-        if len(kept) == 1:
+        round_ = test(number, contenders)
+        needing = {k: configs[k] for k in round_.kept if configs[k].n < race.max_seeds}
+        if len(round_.kept) == 1:
             round_.status = "decided"
         elif not needing:
             round_.status = "undecided"
@@ -180,19 +187,15 @@ def run_race(
         if on_round is not None:
             on_round(round_, labels)
         if round_.status != "continue":
-            return RaceResult(rounds, race.max_seeds, race.alpha, labels)
-        contenders, number = kept, number + 1
+            return RaceResult(rounds, race.max_seeds, race.alpha, dict(labels))
+        contenders, number = round_.kept, number + 1
         added = add_seeds(number, needing)
-        if added is None or added == 0:
-            configs = get_configs()  # what the interrupted round trained still counts
-            current = {k: configs[k] for k in contenders}
-            labels = {k: c.label for k, c in current.items()}
-            final = RaceRound(number, verdict(list(current.values()), metric, alpha=race.alpha), contenders, [],
-                              "stopped" if added is None else "undecided")
-            rounds.append(final)
+        if not added:  # stopped at the deadline (None) or no seed left to add (0): what was trained still counts
+            configs = get_configs()
+            final = test(number, contenders, "stopped" if added is None else "undecided")
             if on_round is not None:
                 on_round(final, labels)
-            return RaceResult(rounds, race.max_seeds, race.alpha, labels)
+            return RaceResult(rounds, race.max_seeds, race.alpha, dict(labels))
 
 
 def check_race(configs: dict[str, ConfigResult], contenders: list[str], race: RaceConfig) -> None:

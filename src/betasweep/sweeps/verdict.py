@@ -267,7 +267,7 @@ class Verdict:
             if not c.distinguishable:
                 lines.append(self._decide_line(c, None))
         if self.collapsed:
-            lines.append(f"Collapsed models (0 active units; their scores are those of a constant code): "
+            lines.append("Collapsed models (0 active units; their scores are those of a constant code): "
                          + ", ".join(self.collapsed) + ".")
         else:
             lines.append("No model collapsed (every model has at least one active unit).")
