@@ -49,19 +49,19 @@ def test_train_evaluate_traverse_on_real_dsprites(dsprites_path, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["dataset"] == "dsprites" and len(metrics["kl_per_dim"]) == 5
 
-    evaluated = json.loads(run("evaluate", str(out / "checkpoint.pt"), "--num-train", "200", "--num-eval", "100").stdout)
+    evaluated = json.loads(run("evaluate", str(out / "checkpoint.pt"), "--data-from-checkpoint", "--num-train", "200", "--num-eval", "100").stdout)
     for key in ("train_accuracy", "eval_accuracy", "recon_loss", "kl", "kl_per_dim", "active_units"):
         assert key in evaluated
     assert 0 <= evaluated["eval_accuracy"] <= 1 and len(evaluated["kl_per_dim"]) == 5
-    again = json.loads(run("evaluate", str(out / "checkpoint.pt"), "--num-train", "200", "--num-eval", "100").stdout)
+    again = json.loads(run("evaluate", str(out / "checkpoint.pt"), "--data-from-checkpoint", "--num-train", "200", "--num-eval", "100").stdout)
     assert again["eval_accuracy"] == evaluated["eval_accuracy"]
     assert {"beta_vae", "factor_vae", "mig", "sap"} <= set(evaluated) and "dci_disentanglement" not in evaluated
-    full = json.loads(run("evaluate", str(out / "checkpoint.pt"), "--num-train", "200", "--num-eval", "100",
+    full = json.loads(run("evaluate", str(out / "checkpoint.pt"), "--data-from-checkpoint", "--num-train", "200", "--num-eval", "100",
                           "--panel", "all").stdout)
     assert {"dci_disentanglement", "dci_completeness", "dci_informativeness"} <= set(full)
     assert {k: full[k] for k in ("beta_vae", "mig", "sap")} == {k: evaluated[k] for k in ("beta_vae", "mig", "sap")}
 
-    figures = json.loads(run("traverse", str(out / "checkpoint.pt"), "--out", str(tmp_path / "fig")).stdout)
+    figures = json.loads(run("traverse", str(out / "checkpoint.pt"), "--data-from-checkpoint", "--out", str(tmp_path / "fig")).stdout)
     traversal = Image.open(figures["traversal"])
     # make_grid: 10 columns of 64 px + 2 px padding, one row per latent dimension (5), plus the labels' margins
     # (row labels on the left, z values on top).

@@ -40,11 +40,11 @@ def test_nvae_trains_evaluates_and_traverses_on_real_dsprites(dsprites_path, tmp
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics) >= {"kl_group_0_4x4", "kl_group_1_8x8", "spectral"}
     assert len(metrics["kl_per_dim"]) == 2 * 16 + 2 * 64
-    scored = json.loads(run("evaluate", out / "checkpoint.pt", "--num-train", "60", "--num-eval", "30",
+    scored = json.loads(run("evaluate", out / "checkpoint.pt", "--data-from-checkpoint", "--num-train", "60", "--num-eval", "30",
                             "--metric-batch-size", "8", "--num-stat-samples", "128").stdout)
     assert scored["model"] == "nvae" and 0 <= scored["eval_accuracy"] <= 1
     assert scored["kl"] == pytest.approx(scored["kl_group_0_4x4"] + scored["kl_group_1_8x8"], rel=1e-6)
-    figures = json.loads(run("traverse", out / "checkpoint.pt", "--out", tmp_path / "fig").stdout)
+    figures = json.loads(run("traverse", out / "checkpoint.pt", "--data-from-checkpoint", "--out", tmp_path / "fig").stdout)
     assert Path(figures["traversal"]).stat().st_size > 0 and Path(figures["reconstruction"]).stat().st_size > 0
 
 
@@ -52,10 +52,10 @@ def test_nvae_on_the_celeba_sample(celeba_root, tmp_path):
     nvae = tmp_path / "nvae"
     run("train", "--dataset", "celeba", "--data-path", celeba_root, "--model", "nvae", "--nvae-latent-channels", "2",
         *TINY, "--out", nvae)
-    assert json.loads(run("evaluate", nvae / "checkpoint.pt", "--num-train", "40", "--num-eval", "20",
+    assert json.loads(run("evaluate", nvae / "checkpoint.pt", "--data-from-checkpoint", "--num-train", "40", "--num-eval", "20",
                           "--metric-batch-size", "8", "--num-stat-samples", "128").stdout)["model"] == "nvae"
-    run("traverse", nvae / "checkpoint.pt", "--out", tmp_path / "nvae-fig")
-    one_line_exit_2(run("traverse", nvae / "checkpoint.pt", "--out", tmp_path / "x", "--set", "Smiling=1", check=False),
+    run("traverse", nvae / "checkpoint.pt", "--data-from-checkpoint", "--out", tmp_path / "nvae-fig")
+    one_line_exit_2(run("traverse", nvae / "checkpoint.pt", "--data-from-checkpoint", "--out", tmp_path / "x", "--set", "Smiling=1", check=False),
                     "--set applies to cvae")
 
 
@@ -63,14 +63,14 @@ def test_cvae_on_the_celeba_sample_with_attribute_editing(celeba_root, tmp_path)
     cvae = tmp_path / "cvae"
     run("train", "--dataset", "celeba", "--data-path", celeba_root, "--model", "cvae", "--latent-dim", "4",
         "--conditioned-attributes", "Male,Smiling,Eyeglasses", *TINY, "--out", cvae)
-    scored = json.loads(run("evaluate", cvae / "checkpoint.pt", "--num-train", "40", "--num-eval", "20",
+    scored = json.loads(run("evaluate", cvae / "checkpoint.pt", "--data-from-checkpoint", "--num-train", "40", "--num-eval", "20",
                             "--metric-batch-size", "8", "--num-stat-samples", "128").stdout)
     assert set(scored["leakage_auc"]) == {"Male", "Smiling", "Eyeglasses"}
-    edited = json.loads(run("traverse", cvae / "checkpoint.pt", "--out", tmp_path / "cvae-fig",
+    edited = json.loads(run("traverse", cvae / "checkpoint.pt", "--data-from-checkpoint", "--out", tmp_path / "cvae-fig",
                             "--set", "Smiling=1", "--set", "Eyeglasses=-1").stdout)
     assert Path(edited["edit"]).stat().st_size > 0
 
-    one_line_exit_2(run("traverse", cvae / "checkpoint.pt", "--out", tmp_path / "x", "--set", "Bald=1", check=False),
+    one_line_exit_2(run("traverse", cvae / "checkpoint.pt", "--data-from-checkpoint", "--out", tmp_path / "x", "--set", "Bald=1", check=False),
                     "not conditioned on 'Bald'")
     one_line_exit_2(run("train", "--dataset", "celeba", "--data-path", celeba_root, "--model", "cvae",
                         "--conditioned-attributes", "Smilling", *TINY, "--out", tmp_path / "bad", check=False),

@@ -151,8 +151,8 @@ def _bad_files(files, tmp: Path):
     import scipy.io
 
     dsprites, _ = files["dsprites"]
-    with np.load(dsprites, allow_pickle=True) as npz:
-        arrays = {key: npz[key] for key in npz.files}
+    with np.load(dsprites) as npz:  # never unpickle: the metadata member is skipped
+        arrays = {key: npz[key] for key in npz.files if key != "metadata"}
     np.savez(tmp / "no_classes.npz", imgs=arrays["imgs"])
     np.savez(tmp / "four_columns.npz", imgs=arrays["imgs"], latents_classes=arrays["latents_classes"][:, :4])
     with h5py.File(tmp / "wrong_key.h5", "w") as f:

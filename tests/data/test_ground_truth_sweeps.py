@@ -55,7 +55,7 @@ def test_two_trial_sweep_and_evaluate(name, workdir, monkeypatch, capsys, one_to
 
     params = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}").get_run(summary["mlflow_run_id"]).data.params
     assert float(params["beta_norm"]) == pytest.approx(summary["beta_norm"], rel=1e-3)  # the data's channel count
-    assert main(["evaluate", f"runs:/{summary['mlflow_run_id']}/checkpoint", "--num-train", "40", "--num-eval", "20",
+    assert main(["evaluate", f"runs:/{summary['mlflow_run_id']}/checkpoint", "--data-from-checkpoint", "--num-train", "40", "--num-eval", "20",
                  "--metric-batch-size", "8", "--num-stat-samples", "32"]) == 0
     scores = json.loads(capsys.readouterr().out)
     assert scores["eval_accuracy"] == summary["score"]

@@ -99,7 +99,7 @@ def test_fidelity_to_real_dsprites(shapes):
     """Rendering the factors of every real image of the dSprites subset reproduces it (IoU >= 0.90)."""
     if not DSPRITES_SUBSET.is_file():
         pytest.skip(f"real dSprites subset not found at {DSPRITES_SUBSET}")
-    with np.load(DSPRITES_SUBSET, allow_pickle=True, encoding="latin1") as npz:
+    with np.load(DSPRITES_SUBSET) as npz:
         real = npz["imgs"].astype(bool)
         classes = np.asarray(npz["latents_classes"], dtype=np.int64)
     assert classes.shape == (46_080, 5)

@@ -71,7 +71,7 @@ def test_a_trial_returns_the_mean_of_its_seeds_and_records_each(seeded):
 def test_evaluate_reproduces_a_logged_seeds_panel_values(seeded):
     directory, study, tracking_uri = seeded
     trial = study.best_trial
-    proc = run_betasweep("evaluate", f"runs:/{trial.user_attrs['mlflow_run_id']}/seed-1/checkpoint",
+    proc = run_betasweep("evaluate", f"runs:/{trial.user_attrs['mlflow_run_id']}/seed-1/checkpoint", "--data-from-checkpoint",
                          "--tracking-uri", tracking_uri, "--num-train", "300", "--num-eval", "150",
                          "--metric-batch-size", "16", cwd=directory)
     scored = json.loads(proc.stdout)

@@ -100,7 +100,7 @@ def test_report_names_optunas_best_trial_and_registers_it(swept):
 def test_evaluate_on_the_logged_best_checkpoint_reproduces_its_score(swept):
     directory, study, _, tracking_uri, _ = swept
     run_id = study.best_trial.user_attrs["mlflow_run_id"]
-    proc = betasweep("evaluate", f"runs:/{run_id}/checkpoint", "--tracking-uri", tracking_uri,
+    proc = betasweep("evaluate", f"runs:/{run_id}/checkpoint", "--data-from-checkpoint", "--tracking-uri", tracking_uri,
                      "--num-train", "300", "--num-eval", "150", "--metric-batch-size", "16", cwd=directory)
     assert json.loads(proc.stdout)["eval_accuracy"] == study.best_trial.value
 

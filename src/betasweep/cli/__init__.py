@@ -10,8 +10,9 @@
 Shared options and helpers are in :mod:`._common`. No other part of the package holds click code.
 Heavy imports (torch, optuna, mlflow) happen inside the commands so ``betasweep --help`` stays fast.
 
-Bad input (a missing file, β <= 0, a latent size < 1, a malformed dataset) ends with one line on
-stderr, ``betasweep: error: ...``, and exit code 2; never a traceback.
+Bad input (a missing file, β <= 0, a latent size < 1, a malformed dataset, a file that is not UTF-8
+where text is expected, a folder where a file is expected, an ``OSError`` on a path the user gave) ends
+with one line on stderr, ``betasweep: error: ...``, and exit code 2; never a traceback.
 """
 
 from __future__ import annotations
@@ -53,4 +54,23 @@ def main(argv: list[str] | None = None) -> int:
     except BetasweepError as error:
         click.echo(f"betasweep: error: {error}", err=True)
         return EXIT_USAGE
+    except OSError as error:  # a file or folder a command was pointed at: unreadable, a folder, a full disk
+        click.echo(f"betasweep: error: {os_error_line(error)}", err=True)
+        return EXIT_USAGE
+    except UnicodeDecodeError as error:  # a text input that is not UTF-8 (the file is named where it is read)
+        click.echo(f"betasweep: error: an input is not UTF-8 text ({error.reason} at byte {error.start})", err=True)
+        return EXIT_USAGE
     return code if isinstance(code, int) else 0
+
+
+def os_error_line(error: OSError) -> str:
+    """``"PATH: reason"`` of an :class:`OSError` (both paths of a rename), in one line."""
+    reason = error.strerror or str(error) or type(error).__name__
+    names = [str(n) for n in (error.filename, error.filename2) if n is not None]
+    return _one_line(f"{' -> '.join(names)}: {reason}" if names else reason)
+
+
+def _one_line(text: str) -> str:
+    """The first line of ``text`` (a message must be one line), stripped."""
+    lines = text.strip().splitlines()
+    return lines[0].strip() if lines else text

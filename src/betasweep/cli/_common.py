@@ -81,12 +81,40 @@ def echo_links(tracker, best_run_id: str | None = None) -> None:
         echo(f"  its traversal: {tracker.artifact_link(best_run_id, 'figures/traversal.png')}")
 
 
-def storage_option(default: str | None):
-    return click.option("--storage", default=default, show_default=default is not None, help=STORAGE_HELP)
+STORAGE_ENV = "BETASWEEP_STORAGE"
 
 
-def model_and_data(checkpoint: str, data_path: Path | None, tracking_uri: str):
-    """The model of CHECKPOINT (a file, ``runs:/RUN_ID/checkpoint`` or ``models:/NAME@best``) and its dataset."""
+def storage_option(default: str | None, *, required: bool = False, help: str = STORAGE_HELP):
+    """``--storage URL``, by default from the environment variable ``BETASWEEP_STORAGE``.
+
+    A URL with a password belongs in the environment (or libpq's ``~/.pgpass`` / service file with a
+    URL that names no password), not on the command line, where every user of the machine reads it
+    in ``ps``. It is printed and logged only through :func:`betasweep.sweeps.proxy.redact_url`.
+    """
+    return click.option("--storage", default=default, show_default=default is not None, required=required,
+                        envvar=STORAGE_ENV, show_envvar=True,
+                        help=help + f" Prefer the environment variable {STORAGE_ENV} for a URL with a password.")
+
+
+DATA_FROM_CHECKPOINT_OPTION = click.option(
+    "--data-from-checkpoint", is_flag=True,
+    help="Read the dataset at the path the checkpoint records (a checkpoint made elsewhere may name any file) "
+         "[default: only --data-path, or the recorded path once confirmed at a terminal].")
+
+
+def model_and_data(checkpoint: str, data_path: Path | None, tracking_uri: str, *, data_from_checkpoint: bool = False):
+    """The model of CHECKPOINT (a file, ``runs:/RUN_ID/checkpoint`` or ``models:/NAME@best``) and its dataset.
+
+    The dataset is read from ``data_path`` when given. The path the checkpoint records is used only
+    when the user confirms it: ``data_from_checkpoint`` (``--data-from-checkpoint``), or a yes at a
+    terminal; otherwise a one-line error names the recorded path and both options. A procedural
+    dataset (no path) needs no confirmation.
+
+    Raises:
+        click.UsageError: the checkpoint records a path and neither was given (no terminal to ask at).
+        click.Abort: the user declined at the terminal.
+    """
+    import sys
     import tempfile
 
     from betasweep.data import load_dataset
@@ -99,7 +127,16 @@ def model_and_data(checkpoint: str, data_path: Path | None, tracking_uri: str):
     model, state = load_checkpoint(checkpoint, map_location=resolve_device("auto"))
     info = state.get("data") or {}
     name = info.get("dataset", "shapes")
-    path = data_path if data_path is not None else info.get("data_path")
+    path = data_path
+    recorded = info.get("data_path")
+    if path is None and recorded:
+        if not data_from_checkpoint:
+            if not (sys.stdin.isatty() and sys.stderr.isatty()):
+                raise click.UsageError(f"{checkpoint} records its {name} data at {recorded}: pass --data-path "
+                                       f"{recorded} (or --data-from-checkpoint to read the recorded path)")
+            if not click.confirm(f"{checkpoint} records its {name} data at {recorded}; read it?", err=True):
+                raise click.Abort()
+        path = recorded
     return model, state, load_dataset(name, path, subsample=info.get("subsample"))
 
 

@@ -6,13 +6,14 @@ from pathlib import Path
 
 import click
 
-from betasweep.cli._common import CHECKPOINT_ARG, TRACKING_OPTION, emit_json, model_and_data
+from betasweep.cli._common import CHECKPOINT_ARG, DATA_FROM_CHECKPOINT_OPTION, TRACKING_OPTION, emit_json, model_and_data
 
 @click.command("evaluate")
 @CHECKPOINT_ARG
 @TRACKING_OPTION
 @click.option("--data-path", type=click.Path(path_type=Path), default=None,
               help="Dataset file or folder, if it moved since training.")
+@DATA_FROM_CHECKPOINT_OPTION
 @click.option("--metric-seed", type=int, default=0, show_default=True, help="Seed of the metric's factor pairs.")
 @click.option("--num-train", type=click.IntRange(min=1), default=10_000, show_default=True)
 @click.option("--num-eval", type=click.IntRange(min=1), default=5_000, show_default=True)
@@ -22,7 +23,7 @@ from betasweep.cli._common import CHECKPOINT_ARG, TRACKING_OPTION, emit_json, mo
                    "Default: the panel stored with the checkpoint, else beta_vae,factor_vae,mig,sap (DCI is slow).")
 @click.option("--num-stat-samples", type=click.IntRange(min=1), default=4096, show_default=True,
               help="Held-out images for recon loss, KL and active units.")
-def evaluate(checkpoint, tracking_uri, data_path, metric_seed, num_train, num_eval, metric_batch_size, panel,
+def evaluate(checkpoint, tracking_uri, data_path, data_from_checkpoint, metric_seed, num_train, num_eval, metric_batch_size, panel,
              num_stat_samples):
     """Score CHECKPOINT: the metric panel (beta_vae, factor_vae, mig, sap, dci_disentanglement,
     dci_completeness, dci_informativeness), Higgins train/eval accuracy, recon loss, KL, KL per
@@ -40,7 +41,7 @@ def evaluate(checkpoint, tracking_uri, data_path, metric_seed, num_train, num_ev
     if panel is not None:  # checked before the checkpoint is read
         config = metric_config(PANEL_METRICS if panel.strip() == "all"
                                else tuple(name.strip() for name in panel.split(",") if name.strip()))
-    model, state, data = model_and_data(checkpoint, data_path, tracking_uri)
+    model, state, data = model_and_data(checkpoint, data_path, tracking_uri, data_from_checkpoint=data_from_checkpoint)
     if panel is None:
         stored = ((state.get("data") or {}).get("metric_config") or {}).get("panel")
         config = metric_config(tuple(stored) if stored else DEFAULT_PANEL)

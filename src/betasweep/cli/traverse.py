@@ -6,20 +6,21 @@ from pathlib import Path
 
 import click
 
-from betasweep.cli._common import CHECKPOINT_ARG, TRACKING_OPTION, emit_json, model_and_data
+from betasweep.cli._common import CHECKPOINT_ARG, DATA_FROM_CHECKPOINT_OPTION, TRACKING_OPTION, emit_json, model_and_data
 
 @click.command("traverse")
 @CHECKPOINT_ARG
 @TRACKING_OPTION
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
 @click.option("--data-path", type=click.Path(path_type=Path), default=None)
+@DATA_FROM_CHECKPOINT_OPTION
 @click.option("--seed", type=int, default=0, show_default=True, help="Picks the real images traversed around.")
 @click.option("--classifier", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="CelebA: an attribute-classifier checkpoint, to measure each dimension's effect on its predictions.")
 @click.option("--set", "edits", multiple=True, metavar="NAME=VALUE",
               help="cvae: re-decode real held-out images with label NAME set to VALUE (CelebA: 1 or -1; a "
                    "ground-truth factor: its value); repeatable. Writes OUT/edit.png: originals, reconstructions, edits.")
-def traverse(checkpoint, tracking_uri, out_dir, data_path, seed, classifier, edits):
+def traverse(checkpoint, tracking_uri, out_dir, data_path, data_from_checkpoint, seed, classifier, edits):
     """Write OUT/traversal.png (labelled rows per latent dim, sorted by KL; z_j from -3 to 3) and OUT/reconstruction.png.
 
     On CelebA also name the dimensions by measurement (AUC of mu_j per attribute on the val
@@ -32,7 +33,7 @@ def traverse(checkpoint, tracking_uri, out_dir, data_path, seed, classifier, edi
     from betasweep.figures import save_figures
     from betasweep.metrics import held_out, vae_statistics
 
-    model, _, data = model_and_data(checkpoint, data_path, tracking_uri)
+    model, _, data = model_and_data(checkpoint, data_path, tracking_uri, data_from_checkpoint=data_from_checkpoint)
     if edits and not model.conditional:
         raise click.UsageError(f"--set applies to cvae checkpoints; this one is a {model.config.model}")
     label_edits = parse_edits(model.config, edits)

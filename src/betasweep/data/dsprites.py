@@ -5,7 +5,8 @@ dataset", github.com/deepmind/dsprites-dataset; introduced with the β-VAE (Higg
 2017). Licence: Apache 2.0. The official file ``dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz``
 (written with ``np.savez_compressed``) holds ``imgs`` uint8 ``(737280, 64, 64)`` with values 0/1,
 ``latents_classes`` int64 ``(737280, 6)``, ``latents_values`` float64 ``(737280, 6)`` and a pickled
-``metadata`` dict. Factors (after the constant colour): shape 3, scale 6, orientation 40, posX 32,
+``metadata`` dict, which is never read (unpickling a file runs code it chooses; its factor names are the
+canonical ones below). Factors (after the constant colour): shape 3, scale 6, orientation 40, posX 32,
 posY 32, in row-major order.
 
 Variants (Locatello et al., ICML 2019; disentanglement_lib ``data/ground_truth/dsprites.py``):
@@ -237,13 +238,10 @@ class NoisyDSprites(DSprites):
 
 
 def _factor_names_from_metadata(path: Path, num_columns: int) -> tuple[str, ...]:
-    """Factor names from the file's metadata when present, else dSprites' canonical names."""
-    default = _CANONICAL_NAMES if num_columns == 6 else _CANONICAL_NAMES[1:]
-    try:
-        with np.load(path, allow_pickle=True, encoding="latin1") as npz:
-            if "metadata" not in npz.files:
-                return default
-            names = tuple(npz["metadata"][()]["latents_names"])
-    except Exception:  # noqa: BLE001 - metadata is optional; a malformed one falls back to the names above
-        return default
-    return names if len(names) == num_columns else default
+    """dSprites' canonical factor names for ``num_columns`` latent columns.
+
+    The official file's ``metadata`` member is a pickled dict (its ``latents_names`` are these very
+    names). Unpickling runs code a crafted file chooses, so it is never read: a data file is data.
+    """
+    del path  # kept in the signature: the names depend on the column count only
+    return _CANONICAL_NAMES if num_columns == 6 else _CANONICAL_NAMES[1:]

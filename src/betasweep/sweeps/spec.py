@@ -520,15 +520,23 @@ def load_spec(path: str | os.PathLike | None) -> SweepSpec:
     """Read and validate a YAML spec; ``None`` gives :data:`DEFAULT_SPEC`.
 
     Raises:
-        ConfigError: the file is missing, is not YAML, or fails validation.
+        ConfigError: the file is missing, a folder, unreadable, not UTF-8, not YAML, or fails validation.
     """
     if path is None:
         return parse_spec(DEFAULT_SPEC)
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder, expected a sweep spec (a YAML file)")
     if not path.is_file():
         raise ConfigError(f"sweep spec not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text())
+        text = path.read_bytes().decode("utf-8")
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read the sweep spec ({error.strerror or error})") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not UTF-8 text at byte {error.start} (expected a YAML sweep spec)") from None
+    try:
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
     return parse_spec(raw, base_dir=path.parent)

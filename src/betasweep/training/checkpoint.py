@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -17,33 +19,79 @@ CHECKPOINT_FORMAT = 1
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
-    """Write ``state`` atomically: to a temporary file beside ``path``, then rename.
+    """Write ``state`` atomically: to a temporary file beside ``path``, fsynced, then renamed over it.
 
-    A crash mid-write leaves the previous checkpoint intact, never a truncated one. ``state`` must
-    hold only tensors, numbers, strings, lists and dicts so that ``torch.load(weights_only=True)``
-    can read it back.
+    A crash mid-write leaves the previous checkpoint intact, never a truncated one; the data reaches
+    the disk before the rename (and the rename before this returns: the folder is fsynced too), so a
+    power cut cannot leave a renamed but empty file. A failed write (a full disk, a lost mount)
+    removes its temporary file and raises. ``state`` must hold only tensors, numbers, strings,
+    lists and dicts so that ``torch.load(weights_only=True)`` can read it back.
+
+    Raises:
+        OSError: the folder cannot be created or the file cannot be written (the temporary file removed).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save({"format": CHECKPOINT_FORMAT, **state}, tmp)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            torch.save({"format": CHECKPOINT_FORMAT, **state}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    _fsync_dir(path.parent)
     return path
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (POSIX); a filesystem that cannot fsync a folder is left as is."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def load_state(path: str | os.PathLike, map_location: str | torch.device = "cpu", *, what: str = "checkpoint") -> Any:
     """``torch.load(path, weights_only=True)`` with one-line errors (no arbitrary code runs).
 
+    A file holding anything but tensors and plain data (a pickled object: code would run to build
+    it) is refused by ``weights_only`` and reported in one line; it is never loaded another way.
+
     Raises:
-        DataError: ``"<what> not found: <path>"``, or the file is not a torch checkpoint.
+        DataError: ``"<what> not found: <path>"``, a folder given, the file cannot be read, it is not a
+            torch checkpoint, or it holds objects ``weights_only`` refuses.
     """
+    import pickle
+
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, expected a {what} file")
     if not path.is_file():
         raise DataError(f"{what} not found: {path}")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # torch raises pickle/zip/runtime errors for foreign files
-        raise DataError(f"{path}: not a readable checkpoint ({type(error).__name__}: {error})") from None
+    except pickle.UnpicklingError as error:
+        # torch's message advises weights_only=False: never repeated here (a file from elsewhere runs code so)
+        found = re.search(r"unsupported global:? (GLOBAL )?([\w.]+)", str(error), re.IGNORECASE)
+        if found:
+            raise DataError(f"{path}: refused: it holds a {found.group(2)} object, not only tensors and plain "
+                            f"data (a {what} must load with weights_only=True)") from None
+        raise DataError(f"{path}: not a readable {what} (not a torch file of tensors and plain data)") from None
+    except OSError as error:
+        raise DataError(f"{path}: cannot read ({error.strerror or error})") from None
+    except Exception as error:  # torch raises zip/runtime errors for foreign files
+        first = (str(error).strip().splitlines() or [""])[0][:200]
+        raise DataError(f"{path}: not a readable {what} ({type(error).__name__}: {first})") from None
 
 
 def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
