@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 import torch
@@ -14,13 +15,18 @@ from betasweep.models.base import ElboTerms, VAEFamily, per_image_bernoulli_nll
 __all__ = ["FAMILIES", "FAMILY_FIELDS", "ModelConfig", "BetaVAE", "family_values"]
 
 
-FAMILIES = ("beta_vae", "cvae", "nvae")
+FAMILIES = ("beta_vae", "cvae", "nvae", "annealed_vae", "factor_vae", "dip_vae_i", "dip_vae_ii", "beta_tcvae")
 """Model families, the values of :attr:`ModelConfig.model`."""
 
 FAMILY_FIELDS: dict[str, tuple[str, ...]] = {
     "beta_vae": ("latent_dim", "hidden_dim"),
     "cvae": ("latent_dim", "hidden_dim", "conditioned_attributes", "conditioned_factor", "label_dim"),
     "nvae": ("nvae_scales", "nvae_groups", "nvae_latent_channels", "nvae_representation", "spectral_weight"),
+    "annealed_vae": ("latent_dim", "hidden_dim"),
+    "factor_vae": ("latent_dim", "hidden_dim", "tc_gamma"),
+    "dip_vae_i": ("latent_dim", "hidden_dim", "lambda_od"),
+    "dip_vae_ii": ("latent_dim", "hidden_dim", "lambda_od"),
+    "beta_tcvae": ("latent_dim", "hidden_dim", "tc_beta"),
 }
 """The fields each family reads. A field read by no family of the config's ``model`` must keep its
 default: setting it is refused with a one-line :class:`ConfigError` naming it."""
@@ -71,6 +77,15 @@ class ModelConfig:
             beta_vae and cvae (checkpoints written before the field existed load as 0). On dSprites
             at the default sweep's budget it keeps seeds from collapsing: see examples/shapes-quick.yaml.
         spectral_weight: nvae: λ of the spectral regularisation ``λ · Σ_i s(W_i)`` (Sec. 3.3).
+        tc_gamma: factor_vae: γ of ``KL + γ · TC`` (Kim & Mnih 2018), >= 0; disentanglement_lib's
+            study sweeps 10, 20, 30, 40, 50, 100.
+        lambda_od: dip_vae_i, dip_vae_ii: λ_od of the off-diagonal penalty (Kumar et al. 2018), >= 0;
+            λ_d is 10·λ_od (I) or λ_od (II); the study sweeps 1, 2, 5, 10, 20, 50.
+        tc_beta: beta_tcvae: β of ``KL + (β − 1) · TC`` (Chen et al. 2018), >= 1 (below 1 it rewards
+            total correlation); the study sweeps 1, 2, 4, 6, 8, 10.
+
+    The other methods of disentanglement_lib's study (``annealed_vae``, ``factor_vae``, ``dip_vae_i``,
+    ``dip_vae_ii``, ``beta_tcvae``) use β-VAE's network; see :mod:`betasweep.models.regularized`.
     """
 
     latent_dim: int = 10
@@ -88,6 +103,9 @@ class ModelConfig:
     nvae_representation: str = "top"
     kl_warmup: float | None = None
     spectral_weight: float = 0.1
+    tc_gamma: float = 10.0
+    lambda_od: float = 1.0
+    tc_beta: float = 1.0
 
     def __post_init__(self):
         if self.model not in FAMILIES:
@@ -127,6 +145,10 @@ class ModelConfig:
             raise ConfigError(f"kl_warmup must be a fraction of the budget in [0, 1], got {self.kl_warmup}")
         if not self.spectral_weight >= 0:
             raise ConfigError(f"spectral_weight must be >= 0, got {self.spectral_weight}")
+        for name, low in (("tc_gamma", 0.0), ("lambda_od", 0.0), ("tc_beta", 1.0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value >= low and math.isfinite(value)):
+                raise ConfigError(f"{name} must be a number >= {low:g} for model {self.model}, got {value!r}")
 
     @property
     def kl_warmup_fraction(self) -> float:

@@ -15,6 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from betasweep.errors import ConfigError, DataError, DivergenceError
+from betasweep.models.regularized import RegularizedVAE
 from betasweep.models import (
     ModelConfig,
     VAEFamily,
@@ -49,6 +50,9 @@ class TrainConfig:
     Attributes:
         beta: weight of the KL term (Higgins et al. 2017, Eq. 4); > 0.
         objective: ``"beta"`` (recon + β·KL) or ``"capacity"`` (recon + γ·|KL − C|, Burgess et al. 2018).
+            Model ``annealed_vae`` always trains on the capacity objective; disentanglement_lib's other
+            methods (factor_vae, dip_vae_i/ii, beta_tcvae) on their own (recon + KL + their term, strength
+            in :class:`~betasweep.models.ModelConfig`), whatever ``objective`` and ``beta`` say.
         gamma: capacity objective's weight γ.
         capacity_max: capacity objective's final C, nats.
         capacity_steps: optimiser steps over which C grows linearly from 0 to ``capacity_max``.
@@ -237,7 +241,10 @@ def _train(data, model_config: ModelConfig, train_config: TrainConfig, device: t
         model.to(memory_format=torch.channels_last)
     if speed.wants_device_data(train_config.data_on_device, device, data):
         data = DeviceImages(data, device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=train_config.learning_rate)
+    regularized = isinstance(model, RegularizedVAE)  # disentanglement_lib's methods: recon + KL + method term
+    optimizer = torch.optim.Adam(model.vae_parameters() if regularized else model.parameters(), lr=train_config.learning_rate)
+    discriminator_optimizer = model.discriminator_optimizer() if regularized else None  # FactorVAE's own Adam
+    method_sums: dict[str, float] = {}  # the method's statistics (tc, cov_mu_offdiag) since the last record
     rng = np.random.default_rng(seeds["data"])
     noise = torch.Generator(device=device).manual_seed(_torch_seed(seeds["noise"]))
     step, history, resumed_sums = 0, [], None
@@ -248,6 +255,8 @@ def _train(data, model_config: ModelConfig, train_config: TrainConfig, device: t
             raise DataError(f"{checkpoint_path}: its model_config differs from this run's; refusing to resume")
         model.load_state_dict(state["model_state"])
         optimizer.load_state_dict(state["optimizer_state"])
+        if discriminator_optimizer is not None:
+            discriminator_optimizer.load_state_dict(state["discriminator_optimizer_state"])
         rng.bit_generator.state = state["rng"]["numpy"]
         noise.set_state(state["rng"]["torch_noise"].cpu())
         step, history = int(state["step"]), list(state["history"])
@@ -265,12 +274,14 @@ def _train(data, model_config: ModelConfig, train_config: TrainConfig, device: t
             "data": dict(extra or {}),
             "model_state": model.state_dict(),
             "optimizer_state": optimizer.state_dict(),
+            **({"discriminator_optimizer_state": discriminator_optimizer.state_dict()}
+               if discriminator_optimizer is not None else {}),
             "step": step,
             "samples_seen": step * train_config.batch_size,
             "rng": {"numpy": rng.bit_generator.state, "torch_noise": noise.get_state()},
             "history": history,
             "metrics": {"beta_norm": bnorm, **(history[-1] if history else {})},
-            "pending_sums": {"steps": pending, "sums": sums.clone()},
+            "pending_sums": {"steps": pending, "sums": sums.clone(), "method_sums": dict(method_sums)},
         }
 
     def write_checkpoint() -> None:
@@ -283,6 +294,7 @@ def _train(data, model_config: ModelConfig, train_config: TrainConfig, device: t
     pending = 0
     if resumed_sums:
         sums, pending = resumed_sums["sums"].to(torch.float64).cpu().clone(), int(resumed_sums["steps"])
+        method_sums = dict(resumed_sums.get("method_sums") or {})
     cadence_s = train_config.checkpoint_minutes * 60
     last_saved = time.monotonic()
     model.train()
@@ -298,7 +310,10 @@ def _train(data, model_config: ModelConfig, train_config: TrainConfig, device: t
             recon = terms.recon_loss.mean()
             kl_dims = terms.kl.mean(dim=0)
             kl = kl_dims.sum()
-            if train_config.objective == "beta":
+            discriminator_loss = None
+            if regularized:
+                loss, discriminator_loss, method_stats = model.method_loss(terms, generator=noise)
+            elif train_config.objective == "beta" and model_config.model != "annealed_vae":
                 loss = beta_vae_loss(recon, kl, train_config.beta * model.kl_weight(step, steps_total))
             else:
                 loss = capacity_loss(
@@ -311,8 +326,17 @@ def _train(data, model_config: ModelConfig, train_config: TrainConfig, device: t
             if not math.isfinite(loss_value):
                 raise DivergenceError(step, loss_value)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            if discriminator_loss is None:
+                loss.backward()
+            else:  # disjoint graphs: the VAE's loss holds the discriminator fixed, its loss the codes
+                discriminator_optimizer.zero_grad(set_to_none=True)
+                (loss + discriminator_loss).backward()
+                discriminator_optimizer.step()
+                method_stats["discriminator_loss"] = discriminator_loss.detach()
             optimizer.step()
+            if regularized:
+                for key, value in method_stats.items():
+                    method_sums[key] = method_sums.get(key, 0.0) + float(value)
             step += 1
             pending += 1
             sums += torch.cat([torch.stack([loss.detach(), recon.detach(), regularizer.detach().float()]),
@@ -331,6 +355,8 @@ def _train(data, model_config: ModelConfig, train_config: TrainConfig, device: t
                 }
                 if model_config.model == "nvae":
                     record.update(model.kl_groups(record["kl_per_dim"]), spectral=means[2])
+                record.update({key: value / pending for key, value in method_sums.items()})
+                method_sums.clear()
                 history.append(record)
                 bar.set_postfix(loss=f"{record['loss']:.1f}", kl=f"{record['kl']:.2f}")
                 sums.zero_()
