@@ -7,13 +7,13 @@ from pathlib import Path
 
 import click
 
-from betasweep.cli._common import CHECKPOINT_DIR_OPTION, STORAGE_HELP, TRACKING_HELP, echo
+from betasweep.cli._common import CHECKPOINT_DIR_OPTION, STORAGE_HELP, TRACKING_HELP, echo, storage_option
 
 
 @click.command("submit")
 @click.argument("spec_path", metavar="[SPEC]", required=False, type=click.Path(path_type=Path))
 @click.option("--study", "study_name", default=None, help="An existing study (or the study of SPEC, created if missing).")
-@click.option("--storage", required=True, help=STORAGE_HELP + " Slurm tasks need PostgreSQL or grpc://.")
+@storage_option(None, required=True, help=STORAGE_HELP + " Slurm tasks need PostgreSQL or grpc://.")
 @click.option("--tracking-uri", default=None, help=TRACKING_HELP + " [default: the one the study was created with]")
 @click.option("--workers", type=click.IntRange(min=1), required=True, help="Workers: one array task each.")
 @click.option("--cluster", type=click.Choice(["auto", "slurm", "local"]), default="auto", show_default=True,
@@ -114,7 +114,8 @@ def submit(spec_path, study_name, storage, tracking_uri, workers, cluster, parti
     from betasweep.cli import main
 
     folder.mkdir(parents=True, exist_ok=True)
-    task = launcher.WorkerTask(main, argv, study_name, storage, target, processes=resources.workers_per_gpu)
+    storage_file = launcher.write_storage_file(folder, storage)  # 0600; never in argv nor in the pickled task
+    task = launcher.WorkerTask(main, argv, study_name, storage_file, target, processes=resources.workers_per_gpu)
     jobs = launcher.submit_workers(cluster, folder, job_name, resources, task)
     job_id = jobs[0].job_id.split("_")[0]
     link = tracker.experiment_link()  # the UI's training view of the study's runs

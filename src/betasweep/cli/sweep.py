@@ -27,6 +27,7 @@ def sweep(spec_path, n_trials, timeout, storage, tracking_uri, progress, checkpo
     from betasweep.sweeps.objective import load_spec_data
     from betasweep.sweeps.spec import load_spec
     from betasweep.sweeps.study import create_study, make_storage, run_trials, warn_if_shared_sqlite
+    from betasweep.sweeps.proxy import redact_url as redact
     from betasweep.tracking import Tracker
 
     spec = load_spec(spec_path)
@@ -35,7 +36,7 @@ def sweep(spec_path, n_trials, timeout, storage, tracking_uri, progress, checkpo
     tracker = Tracker(tracking_uri, spec.study)
     the_study = create_study(spec, make_storage(storage, tracking_uri=tracking_uri), tracker, load_if_exists=True)
     warn_if_shared_sqlite(storage, the_study, worker=False, echo=echo)
-    echo(f"study {spec.study!r}: {len(the_study.trials)} trial(s) so far; storage {storage}, tracking {tracking_uri}")
+    echo(f"study {spec.study!r}: {len(the_study.trials)} trial(s) so far; storage {redact(storage)}, tracking {tracking_uri}")
     run_trials(the_study, spec, tracker, n_trials=n_trials or spec.n_trials, timeout=timeout or spec.timeout,
                progress=progress, echo=echo, end_parent=True, checkpoint_dir=checkpoint_dir)
     if not any(t.state.name == "COMPLETE" for t in the_study.get_trials(deepcopy=False)):
@@ -49,7 +50,7 @@ def sweep(spec_path, n_trials, timeout, storage, tracking_uri, progress, checkpo
     summary = study_summary(the_study, spec)
     click.echo(json.dumps(summary, indent=2))
     echo_links(tracker, summary.get("mlflow_run_id"))
-    echo(f"next: betasweep report --study {spec.study} --storage {storage} --tracking-uri {tracking_uri}")
+    echo(f"next: betasweep report --study {spec.study} --storage {redact(storage)} --tracking-uri {tracking_uri}")
 
 
 command = sweep

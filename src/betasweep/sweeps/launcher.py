@@ -52,6 +52,7 @@ __all__ = [
     "parse_slurm_args",
     "resolve_cluster",
     "worker_argv",
+    "write_storage_file",
     "sbatch_script",
     "submit_workers",
 ]
@@ -225,6 +226,44 @@ def worker_argv(study: str, storage: str, *, tracking_uri: str | None, max_compl
     return argv
 
 
+STORAGE_ENV = "BETASWEEP_STORAGE"
+STORAGE_FILE = "storage-url"
+
+
+def write_storage_file(folder: str | Path, storage: str) -> Path:
+    """Write the storage URL to ``folder/storage-url``, readable by its owner only (mode 0600).
+
+    The URL may hold the database's password: the array tasks read it from this file into their
+    environment (``BETASWEEP_STORAGE``), so it is neither in any process's argv (``ps``) nor in the
+    task that submitit pickles into the same folder.
+    """
+    path = Path(folder) / STORAGE_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{STORAGE_FILE}.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # an older file of another umask keeps no wider mode
+        os.write(fd, (storage + "\n").encode())
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    return path
+
+
+def without_storage(argv: Sequence[str]) -> list[str]:
+    """``argv`` without its ``--storage URL`` pair (the worker takes it from ``BETASWEEP_STORAGE``)."""
+    out, skip = [], False
+    for i, arg in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        if arg == "--storage" and i + 1 < len(argv):
+            skip = True
+            continue
+        out.append(arg)
+    return out
+
+
 def shown_command(argv: Sequence[str]) -> str:
     """``betasweep worker ARGS`` as a shell line, the storage password hidden."""
     from betasweep.sweeps.proxy import redact_url
@@ -242,16 +281,19 @@ class WorkerTask(submitit.helpers.Checkpointable):
     Args:
         entry: the command's entry point, ``entry(["worker", *argv]) -> exit code`` (``betasweep.cli.main``).
         argv: the worker's arguments (:func:`worker_argv`); ``--max-complete-trials`` is the study's target.
-        study, storage: the study the worker joins (to tell a finished study from a stopped worker).
+            Its ``--storage`` is dropped: the storage URL (it may hold a password) travels in ``storage_file``.
+        study: the study the worker joins (to tell a finished study from a stopped worker).
+        storage_file: the 0600 file holding the storage URL (:func:`write_storage_file`); the task reads it
+            into ``BETASWEEP_STORAGE`` before the worker starts. Only its path is pickled with the task.
         target: the study-wide target of COMPLETE trials (0: none; the worker runs until stopped).
     """
 
-    def __init__(self, entry: Callable[[list[str]], int], argv: list[str], study: str, storage: str,
+    def __init__(self, entry: Callable[[list[str]], int], argv: list[str], study: str, storage_file: str | Path,
                  target: int, processes: int = 0) -> None:
         self.entry = entry
-        self.argv = list(argv)
+        self.argv = without_storage(argv)
         self.study = study
-        self.storage = storage
+        self.storage_file = str(storage_file)
         self.target = target
         self.processes = processes  # >= 1: that many worker subprocesses sharing the task's GPU (--workers-per-gpu)
 
@@ -269,7 +311,9 @@ class WorkerTask(submitit.helpers.Checkpointable):
 
         signal.signal(signal.SIGUSR2, stop)
         signal.signal(signal.SIGTERM, stop)  # the worker installs the same while it runs trials
-        print(f"{where}: {shown_command(self.argv)}", flush=True)
+        os.environ[STORAGE_ENV] = self._storage()  # the worker's --storage default; inherited by its subprocesses
+        print(f"{where}: {shown_command(self.argv)} (--storage from {STORAGE_ENV}, read from {self.storage_file})",
+              flush=True)
         stops = len(WorkerStopped.raised)
         try:
             code = self._run_processes(where) if self.processes else self.entry(["worker", *self.argv])
@@ -295,6 +339,10 @@ class WorkerTask(submitit.helpers.Checkpointable):
                   flush=True)
             sys.exit(1)
         return "stopped"
+
+    def _storage(self) -> str:
+        """The storage URL, from :attr:`storage_file`."""
+        return _read_storage_file(self.storage_file)
 
     def _run_processes(self, where: str) -> int:
         """K ``betasweep worker`` subprocesses on this task's GPU; a stop is forwarded to each as SIGTERM.
@@ -336,8 +384,13 @@ class WorkerTask(submitit.helpers.Checkpointable):
 
         from betasweep.sweeps.study import load_study, make_storage
 
-        study, _ = load_study(self.study, make_storage(self.storage))
+        study, _ = load_study(self.study, make_storage(self._storage()))
         return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) >= self.target
+
+
+def _read_storage_file(path: str) -> str:
+    with open(path, encoding="utf-8") as f:
+        return f.readline().strip()
 
 
 def _in_submitit() -> bool:

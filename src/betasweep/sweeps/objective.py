@@ -320,6 +320,7 @@ class Objective:
         trial.set_user_attr("mlflow_run_id", run.run_id)
         trial.set_user_attr("seeds", seeds)
         resume.start(trial, run)
+        _end_previous_run(self.tracker, resume.attempts)  # left RUNNING if MLflow was down when that attempt failed
         self.echo(f"trial {trial.number}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in params.items())
                   + (f" (seeds {', '.join(map(str, seeds))})" if several else f" (seed {seeds[0]})"))
         run.log_params({**spec.fixed, **params, "seed": seeds[0], "dataset": spec.dataset["name"],
@@ -380,14 +381,12 @@ class Objective:
                 if key in per_seed[0]:
                     trial.set_user_attr(key, per_seed[0][key])
         except optuna.TrialPruned:
-            run.set_tags({"optuna.state": "PRUNED"})
-            run.end("KILLED")
+            run.close_quietly("KILLED", {"optuna.state": "PRUNED"})
             self.echo(f"trial {trial.number}: pruned")
             raise
         except DivergenceError as error:
             trial.set_user_attr("fail_reason", str(error))
-            run.set_tags({"optuna.state": "FAIL", "fail_reason": str(error)})
-            run.end("FAILED")
+            run.close_quietly("FAILED", {"optuna.state": "FAIL", "fail_reason": str(error)})
             self.echo(f"trial {trial.number}: failed: {error}")
             raise
         except BaseException as error:  # a crash (FAILED), SIGTERM / Ctrl-C or a lost heartbeat (KILLED)
@@ -400,8 +399,9 @@ class Objective:
                 reason = f"worker stopped ({error or 'Ctrl-C'})"
             with contextlib.suppress(Exception):  # the trial may be finished already, or its database gone
                 trial.set_user_attr("fail_reason", reason)
-            run.set_tags({"optuna.state": "FAIL", "fail_reason": reason})
-            run.end("FAILED" if isinstance(error, Exception) and not stolen else "KILLED")
+            # one short try, never raising: with MLflow down the retry of this trial ends the run later
+            run.close_quietly("FAILED" if isinstance(error, Exception) and not stolen else "KILLED",
+                              {"optuna.state": "FAIL", "fail_reason": reason})
             raise
         run.log_metrics({**summary, "score": value}, step=spec.train_samples)
         run.set_tags({"optuna.state": "COMPLETE"})
@@ -580,3 +580,14 @@ def _beta_norm_of(spec: SweepSpec, params: dict[str, Any]) -> float:
 
 def _fmt(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) and math.isfinite(value) else str(value)
+
+
+def _end_previous_run(tracker: Tracker, attempts: list) -> None:
+    """End the run of the attempt this trial retries if it is still RUNNING (its worker could not reach
+    MLflow when it failed); KILLED, tagged FAIL. Never raises: a run left open costs nothing but its status."""
+    run_id = attempts[0].user_attrs.get("mlflow_run_id") if attempts else None
+    if not run_id:
+        return
+    with contextlib.suppress(Exception):
+        if tracker.end_run_if_running(run_id, "KILLED"):
+            tracker.client.set_tag(run_id, "optuna.state", "FAIL")

@@ -33,7 +33,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from betasweep.errors import ConfigError
 
-__all__ = ["GRPC_SCHEME", "HEARTBEAT_ATTR", "GrpcStorage", "parse_grpc_url", "open_grpc_storage", "make_proxy_server"]
+__all__ = ["GRPC_SCHEME", "HEARTBEAT_ATTR", "GrpcStorage", "TokenInterceptor", "parse_grpc_url", "open_grpc_storage",
+           "make_proxy_server", "proxy_channel", "proxy_token", "redact_url"]
 
 GRPC_SCHEME = "grpc://"
 HEARTBEAT_ATTR = "betasweep:heartbeat"
@@ -48,6 +49,8 @@ def redact_url(url: str) -> str:
     module has no torch or mlflow imports, so the proxy and ``submit --dry-run`` stay light)."""
     import sqlalchemy.engine
 
+    if "://" not in url:  # a file path (a journal file): nothing to hide
+        return url
     try:
         return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
     except Exception:  # not a URL SQLAlchemy parses: show only its scheme
@@ -59,6 +62,113 @@ def _first_line(error: BaseException) -> str:
     cause = error.__cause__ or error
     text = str(cause).strip().splitlines()
     return f"{type(cause).__name__}: {text[0] if text else ''}"[:300]
+
+
+TOKEN_ENV, TOKEN_FILE_ENV, CA_ENV = "BETASWEEP_PROXY_TOKEN", "BETASWEEP_PROXY_TOKEN_FILE", "BETASWEEP_PROXY_CA"
+TOKEN_HEADER = "authorization"  # gRPC metadata key; value "Bearer <token>"
+
+
+def proxy_token(environ=None) -> str | None:
+    """The proxy's shared token: ``$BETASWEEP_PROXY_TOKEN``, else the first line of the file named by
+    ``$BETASWEEP_PROXY_TOKEN_FILE``; None when neither is set. Never taken from the command line
+    (``ps`` shows every process's argv to every user).
+
+    Raises:
+        ConfigError: the token file cannot be read or is empty.
+    """
+    import os
+
+    environ = os.environ if environ is None else environ
+    token = environ.get(TOKEN_ENV)
+    if token:
+        return token.strip()
+    path = environ.get(TOKEN_FILE_ENV)
+    if not path:
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            token = f.readline().strip()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{TOKEN_FILE_ENV}={path}: cannot read the proxy token ({getattr(error, 'strerror', None) or error})") from None
+    if not token:
+        raise ConfigError(f"{TOKEN_FILE_ENV}={path}: the file is empty (expected the proxy's token on its first line)")
+    return token
+
+
+def _read_file(path, what: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as error:
+        raise ConfigError(f"{what} {path}: cannot read ({error.strerror or error})") from None
+
+
+class TokenInterceptor:
+    """A gRPC server interceptor: calls without metadata ``authorization: Bearer <token>`` end ``UNAUTHENTICATED``.
+
+    The comparison takes constant time (:func:`hmac.compare_digest`). Every method of Optuna's proxy is
+    unary-unary, so a refused call is answered by a unary handler that aborts.
+    """
+
+    def __init__(self, token: str) -> None:
+        import grpc
+
+        self._expected = f"Bearer {token}".encode()
+
+        def refuse(request, context):
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong proxy token (BETASWEEP_PROXY_TOKEN)")
+
+        self._refusal = grpc.unary_unary_rpc_method_handler(refuse)
+
+    def intercept_service(self, continuation, handler_call_details):
+        import hmac
+
+        given = dict(handler_call_details.invocation_metadata or ()).get(TOKEN_HEADER, "")
+        given = given.encode() if isinstance(given, str) else bytes(given)
+        if hmac.compare_digest(given, self._expected):
+            return continuation(handler_call_details)
+        return self._refusal
+
+
+def _client_interceptor(token: str):
+    """A client-side interceptor adding ``authorization: Bearer <token>`` to every unary call."""
+    import grpc
+
+    class _Details(grpc.ClientCallDetails):
+        def __init__(self, details, metadata):
+            self.method, self.timeout, self.credentials = details.method, details.timeout, details.credentials
+            self.wait_for_ready = getattr(details, "wait_for_ready", None)
+            self.compression = getattr(details, "compression", None)
+            self.metadata = metadata
+
+    class _Token(grpc.UnaryUnaryClientInterceptor):
+        def intercept_unary_unary(self, continuation, client_call_details, request):
+            metadata = [*(client_call_details.metadata or ()), (TOKEN_HEADER, f"Bearer {token}")]
+            return continuation(_Details(client_call_details, metadata), request)
+
+    return _Token()
+
+
+def proxy_channel(host: str, port: int, *, token: str | None = None, ca_file: str | None = None):
+    """A gRPC channel to the proxy: TLS when ``ca_file`` (the CA that signed the proxy's certificate) is
+    given, and the token in each call's metadata when given. Defaults: ``$BETASWEEP_PROXY_TOKEN`` (or
+    its ``_FILE``) and ``$BETASWEEP_PROXY_CA``.
+    """
+    import os
+
+    import grpc
+
+    token = proxy_token() if token is None else token
+    ca_file = os.environ.get(CA_ENV) if ca_file is None else ca_file
+    options = [("grpc.max_receive_message_length", -1)]
+    if ca_file:
+        credentials = grpc.ssl_channel_credentials(root_certificates=_read_file(ca_file, CA_ENV))
+        channel = grpc.secure_channel(f"{host}:{port}", credentials, options=options)
+    else:
+        channel = grpc.insecure_channel(f"{host}:{port}", options=options)
+    if token:
+        channel = grpc.intercept_channel(channel, _client_interceptor(token))
+    return channel
 
 
 def parse_grpc_url(url: str) -> tuple[str, int]:
@@ -93,6 +203,23 @@ class GrpcStorage(GrpcStorageProxy, BaseHeartbeat):
         self.heartbeat_interval = heartbeat_interval
         self.grace_period = grace_period
         self.stale_trial_callback = stale_trial_callback
+
+    def _setup(self) -> None:
+        """Optuna's setup on a channel with the token and TLS of :func:`proxy_channel`."""
+        from optuna.storages._grpc.auto_generated import api_pb2_grpc
+        from optuna.storages._grpc.client import GrpcClientCache
+
+        self._channel = proxy_channel(self._host, self._port)
+        self._stub = api_pb2_grpc.StorageServiceStub(self._channel)
+        self._cache = GrpcClientCache(self._stub)
+
+    def wait_server_ready(self, timeout: float | None = None) -> None:
+        import grpc
+
+        try:
+            grpc.channel_ready_future(self._channel).result(timeout=timeout)
+        except grpc.FutureTimeoutError as error:
+            raise ConnectionError("GRPC connection timeout") from error
 
     def record_heartbeat(self, trial_id: int) -> None:
         try:
@@ -140,11 +267,24 @@ def open_grpc_storage(url: str, *, heartbeat_interval: int, grace_period: int,
     except ConnectionError:
         storage.close()
         raise ConfigError(f"--storage {url}: no storage proxy answers there within {timeout:.0f} s "
-                          "(start one with `betasweep storage-proxy --storage postgresql+psycopg://...`)") from None
+                          "(start one with `betasweep storage-proxy --storage postgresql+psycopg://...`; with TLS set "
+                          f"{CA_ENV})") from None
+    import grpc
+
+    try:  # one cheap call: a proxy that refuses this client's token says so now, in one line
+        storage.get_all_studies()
+    except grpc.RpcError as error:
+        storage.close()
+        if error.code() == grpc.StatusCode.UNAUTHENTICATED:
+            raise ConfigError(f"--storage {url}: the storage proxy refuses this client: set {TOKEN_ENV} (or "
+                              f"{TOKEN_FILE_ENV}) to the proxy's token") from None
+        raise ConfigError(f"--storage {url}: the storage proxy fails ({error.code().name}: {error.details()})") from None
     return storage
 
 
-def make_proxy_server(storage_url: str, *, host: str, port: int, threads: int, interceptors=()):
+def make_proxy_server(storage_url: str, *, host: str, port: int, threads: int, interceptors=(),
+                      token: str | None = None, tls_cert: str | None = None, tls_key: str | None = None,
+                      tls_client_ca: str | None = None):
     """Optuna's gRPC proxy server for the database at ``storage_url`` (bound, not started).
 
     The servicer is Optuna's (``optuna.storages._grpc``, as :func:`optuna.storages.run_grpc_proxy_server`
@@ -153,11 +293,16 @@ def make_proxy_server(storage_url: str, *, host: str, port: int, threads: int, i
     holds ``threads``, no overflow), so the database sees at most ``threads`` connections from the
     proxy however many workers there are.
 
+    With ``token`` every call must carry it (:class:`TokenInterceptor`; else ``UNAUTHENTICATED``).
+    With ``tls_cert`` and ``tls_key`` (PEM files) the port speaks TLS; with ``tls_client_ca`` too,
+    clients must present a certificate that CA signed (mutual TLS).
+
     Returns:
         ``(server, bound_port)``: a ``grpc.Server`` and the port it listens on (``port=0``: a free one).
 
     Raises:
-        ConfigError: the storage is not a database URL that opens, or the address cannot be bound.
+        ConfigError: the storage is not a database URL that opens, a TLS file cannot be read or only one
+            of cert and key is given, or the address cannot be bound.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -168,6 +313,15 @@ def make_proxy_server(storage_url: str, *, host: str, port: int, threads: int, i
 
     if storage_url.startswith(GRPC_SCHEME):
         raise ConfigError(f"--storage {storage_url}: the proxy needs the database's URL, not another proxy's")
+    if bool(tls_cert) != bool(tls_key):
+        raise ConfigError("--tls-cert and --tls-key go together (the proxy's certificate and its private key)")
+    credentials = None
+    if tls_cert:
+        client_ca = _read_file(tls_client_ca, "--tls-client-ca") if tls_client_ca else None
+        credentials = grpc.ssl_server_credentials([(_read_file(tls_key, "--tls-key"), _read_file(tls_cert, "--tls-cert"))],
+                                                  root_certificates=client_ca, require_client_auth=client_ca is not None)
+    if token:
+        interceptors = (TokenInterceptor(token), *interceptors)
     engine_kwargs = {"pool_pre_ping": True}
     if storage_url.startswith("postgresql"):
         engine_kwargs.update(pool_size=threads, max_overflow=0)
@@ -179,7 +333,8 @@ def make_proxy_server(storage_url: str, *, host: str, port: int, threads: int, i
                          interceptors=list(interceptors))
     api_pb2_grpc.add_StorageServiceServicer_to_server(OptunaStorageProxyService(storage), server)
     try:
-        bound = server.add_insecure_port(f"{host}:{port}")
+        address = f"{host}:{port}"
+        bound = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
     except RuntimeError:
         bound = 0
     if not bound:

@@ -95,7 +95,8 @@ def storage_failure(error: BaseException) -> BaseException | None:
         if isinstance(error, STORAGE_ERRORS):
             return error
         seen.add(id(error))
-        error = error.__cause__ or error.__context__
+        # `raise ... from None` hides its context (e.g. "no such study" over the proxy's NOT_FOUND): not a lost database
+        error = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
     return None
 
 
@@ -207,10 +208,13 @@ def create_study(spec: SweepSpec, storage: RDBStorage, tracker: Tracker, *, load
     """Create the study and its MLflow parent run, storing the spec and the parent run's id in the study.
 
     With ``load_if_exists``, an existing study of the same name is loaded instead (its stored spec
-    must equal ``spec``).
+    must equal ``spec``). A study left unfinished by an earlier call (the tracking server or the
+    database failed after the study was created: no spec or no parent run stored) is completed,
+    with or without ``load_if_exists``: running the same command again repairs it. An existing
+    parent run of the study (tag ``betasweep.role = study``) is reused, so none is made twice.
 
     Raises:
-        ConfigError: the study exists (and ``load_if_exists`` is false), or exists with another spec.
+        ConfigError: the study exists complete (and ``load_if_exists`` is false), or exists with another spec.
     """
     try:
         study = optuna.create_study(
@@ -218,14 +222,28 @@ def create_study(spec: SweepSpec, storage: RDBStorage, tracker: Tracker, *, load
             sampler=make_sampler(spec), pruner=make_pruner(spec),
         )
     except optuna.exceptions.DuplicatedStudyError:
-        if not load_if_exists:
+        existing = optuna.load_study(study_name=spec.study, storage=storage)
+        raw = existing.user_attrs.get("spec")
+        complete = raw is not None and "mlflow_parent_run_id" in existing.user_attrs
+        if complete and not load_if_exists:
             raise ConfigError(f"study {spec.study!r} already exists in this storage") from None
-        study, stored = load_study(spec.study, storage)
-        if stored.to_dict() != spec.to_dict():
+        if raw is not None and parse_spec(raw).to_dict() != spec.to_dict():
             raise ConfigError(f"study {spec.study!r} exists with a different spec; use another study name") from None
-        return study
+        if complete:
+            return load_study(spec.study, storage)[0]
+        study = optuna.load_study(study_name=spec.study, storage=storage, sampler=make_sampler(spec),
+                                  pruner=make_pruner(spec))
+        if raw is not None:  # only the parent run is missing
+            _attach_parent_run(study, spec, tracker)
+            return study
     study.set_user_attr("spec", spec.to_dict())
-    parent = tracker.create_parent_run(
+    _attach_parent_run(study, spec, tracker)
+    return study
+
+
+def _attach_parent_run(study: optuna.Study, spec: SweepSpec, tracker: Tracker) -> None:
+    """The study's MLflow parent run (an existing one of the study, else a new one), its id and URI stored in the study."""
+    parent = tracker.find_parent_run() or tracker.create_parent_run(
         {"study": spec.study, "dataset": spec.dataset["name"], "train_samples": spec.train_samples,
          "search_space": ", ".join(p.name for p in spec.search_space), "sampler": spec.sampler["name"],
          "pruner": spec.pruner["name"], "directions": ",".join(spec.directions)}
@@ -349,12 +367,33 @@ def run_trials(
         if end_parent:
             _end_parent(tracker, parent, "KILLED", echo)
         return False
+    except Exception as error:
+        lost = _tracking_failure(error)
+        if lost is None:
+            raise
+        # MLflow stayed down past the retry budget: the trial is queued again (it resumes from its checkpoints
+        # and finished seeds when a worker runs it) and this worker stops with one line.
+        _requeue_interrupted(study, objective.current_trial, echo=echo)
+        raise lost from None
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     if end_parent or _target_reached(study, max_complete):
         _end_parent(tracker, parent, "FINISHED", echo)
     return True
+
+
+def _tracking_failure(error: BaseException | None):
+    """The :class:`~betasweep.tracking.TrackingUnavailable` in ``error``'s chain, if any."""
+    from betasweep.tracking import TrackingUnavailable
+
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, TrackingUnavailable):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
+    return None
 
 
 def _target_reached(study: optuna.Study, max_complete: int | None) -> bool:

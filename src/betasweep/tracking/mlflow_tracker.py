@@ -12,6 +12,7 @@ run", so several studies or threads never step on each other's state.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import sys
@@ -32,7 +33,10 @@ from betasweep.tracking.ui import (EXPERIMENT_KIND_TAG, MODEL_DEVELOPMENT, artif
 __all__ = [
     "DEFAULT_TRACKING_URI",
     "TrackingError",
+    "TrackingUnavailable",
     "Tracker",
+    "call_with_retry",
+    "retry_seconds",
     "TrialRun",
     "check_reachable",
     "download_checkpoint",
@@ -42,10 +46,91 @@ __all__ = [
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 STUDY_TAG, TRIAL_TAG, ROLE_TAG = "betasweep.study", "betasweep.trial", "betasweep.role"
 _MAX_PARAM_LENGTH = 500
+_log = logging.getLogger(__name__)
 
 
 class TrackingError(BetasweepError):
     """The MLflow tracking store cannot be reached or used."""
+
+
+class TrackingUnavailable(TrackingError):
+    """The tracking server stayed unreachable (or kept failing) for the whole retry budget
+    (``BETASWEEP_MLFLOW_RETRY_S``): the trial ends and is queued again (:func:`betasweep.sweeps.study.run_trials`)."""
+
+
+RETRY_ENV = "BETASWEEP_MLFLOW_RETRY_S"
+DEFAULT_RETRY_S = 300.0
+_MAX_BACKOFF_S = 30.0
+# MLflow error codes that a retry cannot fix (the request itself is wrong)
+_PERMANENT_CODES = frozenset({"INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS", "RESOURCE_DOES_NOT_EXIST",
+                              "INVALID_STATE", "PERMISSION_DENIED", "UNAUTHENTICATED", "BAD_REQUEST",
+                              "ENDPOINT_NOT_FOUND", "NOT_FOUND", "MALFORMED_REQUEST"})
+
+
+def retry_seconds() -> float:
+    """The retry budget of one MLflow call inside a trial: ``$BETASWEEP_MLFLOW_RETRY_S`` seconds (default 300).
+
+    Raises:
+        TrackingError: the variable is not a number >= 0.
+    """
+    raw = os.environ.get(RETRY_ENV)
+    if raw is None or raw.strip() == "":
+        return DEFAULT_RETRY_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or not math.isfinite(value):
+        raise TrackingError(f"{RETRY_ENV}={raw!r}: expected seconds >= 0")
+    return value
+
+
+def _transient(error: BaseException) -> bool:
+    """Whether ``error`` of an MLflow call may go away by itself (server down, restarting, timing out)."""
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(error, MlflowException):
+        return getattr(error, "error_code", None) not in _PERMANENT_CODES
+    try:
+        import requests
+
+        if isinstance(error, requests.exceptions.RequestException):
+            return True
+    except ImportError:  # pragma: no cover - mlflow depends on requests
+        pass
+    return isinstance(error, (OSError, TimeoutError))
+
+
+def call_with_retry(fn, *args, what: str = "MLflow call", budget_s: float | None = None, **kwargs):
+    """``fn(*args, **kwargs)``, retried with exponential backoff (1 s doubling, at most 30 s apart) while it
+    fails transiently, for at most ``budget_s`` seconds (default :func:`retry_seconds`).
+
+    MLflow's own HTTP retries are cut to one per attempt meanwhile, so the budget is what bounds the wait
+    (each attempt still has MLflow's request timeout). A permanent error (a bad request) is raised at once.
+
+    Raises:
+        TrackingUnavailable: still failing when the budget is spent (the last error as its cause).
+    """
+    budget = retry_seconds() if budget_s is None else budget_s
+    deadline = time.monotonic() + budget
+    delay, failures = 1.0, 0
+    while True:
+        try:
+            with _http_settings(max_retries=1, timeout_s=None):
+                return fn(*args, **kwargs)
+        except Exception as error:  # noqa: BLE001 - sorted into transient (retried) and permanent (raised)
+            if not _transient(error):
+                raise
+            failures += 1
+            left = deadline - time.monotonic()
+            if left <= 0:
+                first = (" ".join(str(error).split()) or type(error).__name__)[:200]
+                raise TrackingUnavailable(f"MLflow unreachable: {what} failed for {budget:.0f} s "
+                                          f"({failures} attempts; {RETRY_ENV} sets the budget): {first}") from error
+            if failures == 1:
+                _log.warning("%s failed (%s); retrying for up to %.0f s", what, type(error).__name__, budget)
+            time.sleep(min(delay, max(left, 0.0)))
+            delay = min(delay * 2, _MAX_BACKOFF_S)
 
 
 def check_reachable(tracking_uri: str, timeout_s: float = 5.0) -> None:
@@ -93,10 +178,12 @@ def _check_api(tracking_uri: str, timeout_s: float) -> None:
 
 
 @contextlib.contextmanager
-def _http_settings(*, max_retries: int, timeout_s: float) -> Iterator[None]:
-    """Set MLflow's HTTP retry and timeout variables for the block (MLflow reads them per request), then restore them."""
-    names = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(max_retries),
-             "MLFLOW_HTTP_REQUEST_TIMEOUT": str(max(1, math.ceil(timeout_s)))}
+def _http_settings(*, max_retries: int, timeout_s: float | None) -> Iterator[None]:
+    """Set MLflow's HTTP retry and timeout variables for the block (MLflow reads them per request), then restore
+    them; ``timeout_s=None`` keeps the timeout as it is."""
+    names = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(max_retries)}
+    if timeout_s is not None:
+        names["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(max(1, math.ceil(timeout_s)))
     saved = {name: os.environ.get(name) for name in names}
     os.environ.update(names)
     try:
@@ -146,28 +233,35 @@ def flatten_metrics(metrics: dict[str, Any], prefix: str = "") -> dict[str, floa
 
 
 class TrialRun:
-    """A child run of one trial. Metrics, params and artifacts go straight to the tracking store."""
+    """A child run of one trial. Metrics, params and artifacts go straight to the tracking store.
+
+    Every call is retried with backoff while the tracking server is unreachable, for at most
+    ``BETASWEEP_MLFLOW_RETRY_S`` seconds (:func:`call_with_retry`), then raises
+    :class:`TrackingUnavailable`. :meth:`close_quietly` is the exception: one quick try, never raises.
+    """
 
     def __init__(self, client: MlflowClient, run_id: str):
         self.client = client
         self.run_id = run_id
 
+    def _call(self, what: str, fn, *args, **kwargs):
+        return call_with_retry(fn, *args, what=f"{what} of run {self.run_id}", **kwargs)
+
     def log_params(self, params: dict[str, Any]) -> None:
-        self.client.log_batch(
-            self.run_id, params=[Param(k, str(v)[:_MAX_PARAM_LENGTH]) for k, v in params.items()]
-        )
+        self._call("log_params", self.client.log_batch,
+                   self.run_id, params=[Param(k, str(v)[:_MAX_PARAM_LENGTH]) for k, v in params.items()])
 
     def log_metrics(self, metrics: dict[str, Any], step: int = 0) -> None:
         now = int(time.time() * 1000)
         batch = [Metric(k, v, now, step) for k, v in flatten_metrics(metrics).items()]
         if batch:
-            self.client.log_batch(self.run_id, metrics=batch)
+            self._call("log_metrics", self.client.log_batch, self.run_id, metrics=batch)
 
     def set_tags(self, tags: dict[str, Any]) -> None:
-        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        self._call("set_tags", self.client.log_batch, self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
-        self.client.log_artifact(self.run_id, str(path), artifact_path)
+        self._call("log_artifact", self.client.log_artifact, self.run_id, str(path), artifact_path)
 
     def log_image(self, image: str | os.PathLike | Any, key: str, step: int) -> None:
         """A time-stepped image (MLflow's ``log_image(key=, step=)``): the UI's image grid compares it across runs.
@@ -182,15 +276,33 @@ class TrialRun:
 
             with Image.open(image) as opened:
                 image = opened.convert("RGB")
-        self.client.log_image(self.run_id, image, key=key, step=int(step), synchronous=True)
+        self._call("log_image", self.client.log_image, self.run_id, image, key=key, step=int(step), synchronous=True)
 
     def artifact_uri(self, path: str = "") -> str:
-        base = self.client.get_run(self.run_id).info.artifact_uri
+        base = self._call("get_run", self.client.get_run, self.run_id).info.artifact_uri
         return f"{base}/{path}" if path else base
 
     def end(self, status: str = "FINISHED") -> None:
         """Close the run: ``FINISHED``, ``FAILED`` (diverged or crashed) or ``KILLED`` (pruned, stopped)."""
-        self.client.set_terminated(self.run_id, status=status)
+        self._call("set_terminated", self.client.set_terminated, self.run_id, status=status)
+
+    def close_quietly(self, status: str, tags: dict[str, Any] | None = None, *, budget_s: float = 10.0) -> bool:
+        """Tag and end the run for an error handler: a short bounded try (``budget_s``), never raises.
+
+        Returns whether the run was ended; if not (the server is down), the trial's retry ends it later
+        (:meth:`Tracker.end_run_if_running` on the previous attempt's run).
+        """
+        try:
+            if tags:
+                call_with_retry(self.client.log_batch, self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()],
+                                what="set_tags", budget_s=budget_s)
+            call_with_retry(self.client.set_terminated, self.run_id, status=status, what="set_terminated",
+                            budget_s=budget_s)
+            return True
+        except Exception as error:  # noqa: BLE001 - an error handler must not raise again
+            _log.warning("run %s not ended %s now (%s); its trial's retry ends it", self.run_id, status,
+                         type(error).__name__)
+            return False
 
 
 class Tracker:
@@ -249,9 +361,8 @@ class Tracker:
 
     def create_parent_run(self, params: dict[str, Any]) -> str:
         """Create the study's parent run (RUNNING until the study reaches its target: :meth:`end_parent_run`) and return its id."""
-        run = self.client.create_run(
-            self.experiment_id, run_name=self.study_name, tags={STUDY_TAG: self.study_name, ROLE_TAG: "study"}
-        )
+        run = call_with_retry(self.client.create_run, self.experiment_id, run_name=self.study_name,
+                              tags={STUDY_TAG: self.study_name, ROLE_TAG: "study"}, what="create the parent run")
         TrialRun(self.client, run.info.run_id).log_params(params)
         return run.info.run_id
 
@@ -264,16 +375,15 @@ class Tracker:
 
     def reopen_run(self, run_id: str) -> bool:
         """Mark an ended parent run RUNNING again (trials are added to its study); returns whether it had ended."""
-        run = self.client.get_run(run_id)
+        run = call_with_retry(self.client.get_run, run_id, what=f"get_run {run_id}")
         if run.info.status == RunStatus.to_string(RunStatus.RUNNING):
             return False
-        self.client.update_run(run_id, status="RUNNING")
+        call_with_retry(self.client.update_run, run_id, status="RUNNING", what=f"reopen run {run_id}")
         return True
 
     def find_parent_run(self) -> str | None:
-        runs = self.client.search_runs(
-            [self.experiment_id], filter_string=f"tags.`{ROLE_TAG}` = 'study'", max_results=1, order_by=["attributes.start_time ASC"]
-        )
+        runs = call_with_retry(self.client.search_runs, [self.experiment_id], filter_string=f"tags.`{ROLE_TAG}` = 'study'",
+                               max_results=1, order_by=["attributes.start_time ASC"], what="find the parent run")
         return runs[0].info.run_id if runs else None
 
     # -- trial runs -------------------------------------------------------------------------------
@@ -284,8 +394,10 @@ class Tracker:
         return TrialRun(self.client, run.info.run_id)
 
     def start_trial_run(self, parent_run_id: str, trial_number: int, tags: dict[str, Any] | None = None) -> TrialRun:
-        run = self.client.create_run(
+        run = call_with_retry(
+            self.client.create_run,
             self.experiment_id,
+            what=f"create the run of trial {trial_number}",
             run_name=f"trial-{trial_number}",
             tags={
                 "mlflow.parentRunId": parent_run_id,
@@ -304,9 +416,9 @@ class Tracker:
 
     def end_run_if_running(self, run_id: str, status: str = "KILLED") -> bool:
         """End a run left RUNNING (e.g. by a killed worker); returns whether it was running."""
-        run = self.client.get_run(run_id)
+        run = call_with_retry(self.client.get_run, run_id, what=f"get_run {run_id}")
         if run.info.status == RunStatus.to_string(RunStatus.RUNNING):
-            self.client.set_terminated(run_id, status=status)
+            call_with_retry(self.client.set_terminated, run_id, status=status, what=f"end run {run_id}")
             return True
         return False
 
@@ -315,7 +427,8 @@ class Tracker:
     def download(self, run_id: str, artifact_path: str, dst: str | os.PathLike) -> Path:
         """Fetch one artifact (file or folder) of a run into ``dst``; returns its local path."""
         with _artifact_progress_bars(sys.stderr.isatty()):  # MLflow draws a bar per file, also into log files
-            return Path(self.client.download_artifacts(run_id, artifact_path, str(dst)))
+            return Path(call_with_retry(self.client.download_artifacts, run_id, artifact_path, str(dst),
+                                        what=f"download {artifact_path} of run {run_id}"))
 
     def register_best(self, run_id: str, model_name: str, alias: str = "best", artifact_path: str = "checkpoint") -> int:
         """Register ``run_id``'s checkpoint folder as a new version of ``model_name`` and point ``alias`` at it.
