@@ -18,7 +18,7 @@ from betasweep.models.losses import (
     kl_per_dim,
 )
 from betasweep.models.vae import FAMILIES, FAMILY_FIELDS, BetaVAE, ModelConfig
-from betasweep.models.base import ElboTerms, VAEFamily
+from betasweep.models.base import ElboTerms, VAEFamily, mean_pixel_logit
 from betasweep.models.cvae import CVAE, label_names, labels_from, resolve_conditioning
 from betasweep.models.nvae import NVAE, residual_normal_kl
 from betasweep.models.family import build_model
@@ -30,6 +30,7 @@ __all__ = [
     "FAMILY_FIELDS",
     "NVAE",
     "VAEFamily",
+    "mean_pixel_logit",
     "build_model",
     "label_names",
     "labels_from",

@@ -149,6 +149,10 @@ class CVAE(VAEFamily):
         mu, logvar = self.encoder_head(h).chunk(2, dim=1)
         return mu, logvar
 
+    def output_bias(self) -> torch.Tensor:
+        """The last transposed conv's bias ``(C,)`` (no FiLM after it)."""
+        return self.decoder_convs[-1].bias
+
     def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """``(z, y)`` → Bernoulli logits ``(b, C, 64, 64)`` of ``p(x | z, y)``; ``y`` of batch 1 broadcasts."""
         y = self._labels(y, len(z)).to(z.dtype)

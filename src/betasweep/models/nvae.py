@@ -231,6 +231,10 @@ class NVAE(VAEFamily):
         means = self.posterior_means(x)
         return means[0] if self.config.nvae_representation == "top" else torch.cat(means, dim=1)
 
+    def output_bias(self) -> torch.Tensor:
+        """The output transposed conv's bias ``(C,)``."""
+        return self.to_logits[-1].bias
+
     def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Logits of a code ``(b, d)``: the groups it holds are set to it, the lower ones to their prior means."""
         given = list(torch.split(z, self.group_sizes[: 1 if self.config.nvae_representation == "top" else None], dim=1))

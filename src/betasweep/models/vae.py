@@ -214,6 +214,10 @@ class BetaVAE(VAEFamily):
             nn.ConvTranspose2d(k, c, 4, 2, 1),  # (b, c, 64, 64) logits
         )
 
+    def output_bias(self) -> torch.Tensor:
+        """The last transposed conv's bias ``(C,)``: the offset of every output logit of a channel."""
+        return self.decoder[-1].bias
+
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``x`` ``(b, C, 64, 64)`` → ``(mu, logvar)``, each ``(b, latent_dim)``."""
         mu, logvar = self.encoder(x).chunk(2, dim=1)

@@ -32,6 +32,9 @@ from betasweep.training.device_data import DeviceImages
 __all__ = ["TrainConfig", "TrainResult", "train", "resolve_device", "seed_sequences"]
 
 OBJECTIVES = ("beta", "capacity")
+OUTPUT_BIAS_INITS = ("data_mean", "default")
+OUTPUT_BIAS_SAMPLE = 1_000
+"""Training images whose mean pixel starts the decoder's output bias (``output_bias_init: data_mean``)."""
 
 
 class ImageSource(Protocol):
@@ -74,6 +77,13 @@ class TrainConfig:
         channels_last: images and convolution weights in channels-last memory format (NHWC).
         compile: ``torch.compile`` the model's forward pass (compiled once per run: pays off on long runs).
         threads: torch's intra-op threads during training (0: leave torch's setting, e.g. ``OMP_NUM_THREADS``).
+        output_bias_init: how the decoder's output bias (:meth:`~betasweep.models.VAEFamily.output_bias`)
+            starts: ``"data_mean"``, the logit of the mean pixel of 1,000 training images drawn with
+            the run's own child seed (:func:`~betasweep.models.mean_pixel_logit`; the data order
+            is unchanged), or ``"default"``, the layer's own initialisation (PyTorch's, about 0:
+            a grey image; the only start before this field existed). The value lives in the
+            weights, so a checkpoint rebuilds the model without the data. See README.md, "the
+            mean-image plateau", for what it changes.
         data_on_device: keep the dataset's whole factor grid on the training device as uint8 and
             gather each batch there (:class:`~betasweep.training.device_data.DeviceImages`: the same
             images as the host path, no host-to-device copy of images per step); ``None``: on CUDA
@@ -99,6 +109,7 @@ class TrainConfig:
     compile: bool = False
     threads: int = 0
     data_on_device: bool | None = None
+    output_bias_init: str = "data_mean"
 
     def __post_init__(self):
         if not (self.beta > 0 and math.isfinite(self.beta)):
@@ -115,6 +126,9 @@ class TrainConfig:
             raise ConfigError("log_every must be >= 1 and checkpoint_every >= 0")
         if not (self.checkpoint_minutes >= 0 and math.isfinite(self.checkpoint_minutes)):
             raise ConfigError(f"checkpoint_minutes must be >= 0, got {self.checkpoint_minutes}")
+        if self.output_bias_init not in OUTPUT_BIAS_INITS:
+            raise ConfigError(f"output_bias_init must be one of {', '.join(OUTPUT_BIAS_INITS)}, "
+                              f"got {self.output_bias_init!r}")
         if self.threads < 0:
             raise ConfigError(f"threads must be >= 0 (0: torch's own setting), got {self.threads}")
 
@@ -162,9 +176,11 @@ def resolve_device(device: str) -> torch.device:
 
 
 def seed_sequences(seed: int) -> dict[str, np.random.SeedSequence]:
-    """The run's child seeds (DESIGN.md, Randomness): ``init``, ``data``, ``noise``."""
-    init, data, noise = np.random.SeedSequence(seed).spawn(3)
-    return {"init": init, "data": data, "noise": noise}
+    """The run's child seeds (DESIGN.md, Randomness): ``init``, ``data``, ``noise`` and ``bias`` (the
+    images whose mean starts the output bias; spawned fourth, so the first three are those of runs
+    before it existed)."""
+    init, data, noise, bias = np.random.SeedSequence(seed).spawn(4)
+    return {"init": init, "data": data, "noise": noise, "bias": bias}
 
 
 def _torch_seed(seq: np.random.SeedSequence) -> int:
@@ -235,6 +251,8 @@ def _train(data, model_config: ModelConfig, train_config: TrainConfig, device: t
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(_torch_seed(seeds["init"]))
         model = build_model(model_config)
+    if train_config.output_bias_init == "data_mean":
+        model.init_output_bias(data.sample_observations(OUTPUT_BIAS_SAMPLE, np.random.default_rng(seeds["bias"])))
     model.to(device)
     memory_format = torch.channels_last if train_config.channels_last else torch.contiguous_format
     if train_config.channels_last:
