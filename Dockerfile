@@ -8,14 +8,16 @@
 # TORCH_VARIANT is a wheel index under https://download.pytorch.org/whl/ (cpu, cu126, cu128, ...);
 # a CUDA image needs the NVIDIA container toolkit on the host (see docker/compose.gpu.yml).
 # BASE_IMAGE: any Debian bookworm image with python3 (3.11) and its venv module; the tests build one
-# with debootstrap (tests/docker_stack.py). Wheels put in docker/wheels/ are installed with no index
-# at all (an offline build); with none there, pip uses PyPI and TORCH_VARIANT's index.
+# with debootstrap (tests/docker_stack.py).
 ARG BASE_IMAGE=python:3.11.14-slim-bookworm
 FROM ${BASE_IMAGE}
 
 ARG TORCH_VARIANT=cpu
-ARG TORCH_VERSION=2.13.0
-ARG TORCHVISION_VERSION=0.28.0
+ARG TORCH_VERSION=2.14.1
+ARG TORCHVISION_VERSION=0.29.1
+# WHEELHOUSE: a folder or URL of wheels (pip --find-links) holding every pinned package; the build then
+# uses no package index at all (an offline build; the tests serve one on 127.0.0.1).
+ARG WHEELHOUSE=
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -25,18 +27,16 @@ ENV PYTHONUNBUFFERED=1 \
 
 RUN python3 -m venv /opt/venv
 COPY docker/requirements.txt /opt/betasweep/requirements.txt
-COPY docker/wheels/ /opt/wheels/
 # Dependencies first, in layers of their own, so that a source change rebuilds only the last layers.
 # torch first, from the variant's index, so that the pinned packages keep it (and torchvision matches it)
 # instead of pulling the registry's default CUDA build.
 RUN set -eu; \
-    if ls /opt/wheels/*.whl >/dev/null 2>&1; then torch_from="--no-index --find-links /opt/wheels"; \
-    else torch_from="--index-url https://download.pytorch.org/whl/${TORCH_VARIANT} --extra-index-url https://pypi.org/simple"; fi; \
-    pip install $torch_from "torch==${TORCH_VERSION}" "torchvision==${TORCHVISION_VERSION}"
+    if [ -n "$WHEELHOUSE" ]; then from="--no-index --find-links $WHEELHOUSE"; \
+    else from="--index-url https://download.pytorch.org/whl/${TORCH_VARIANT} --extra-index-url https://pypi.org/simple"; fi; \
+    pip install $from -c /opt/betasweep/requirements.txt "torch==${TORCH_VERSION}" "torchvision==${TORCHVISION_VERSION}"
 RUN set -eu; \
-    if ls /opt/wheels/*.whl >/dev/null 2>&1; then from="--no-index --find-links /opt/wheels"; else from=""; fi; \
-    pip install $from -r /opt/betasweep/requirements.txt \
-    && rm -rf /opt/wheels
+    if [ -n "$WHEELHOUSE" ]; then from="--no-index --find-links $WHEELHOUSE"; else from=""; fi; \
+    pip install $from -r /opt/betasweep/requirements.txt
 
 WORKDIR /opt/betasweep
 COPY pyproject.toml README.md ./

@@ -7,9 +7,9 @@ No image can be pulled on this machine (no image registry is reachable), so:
 - :func:`base_image` makes a Debian bookworm root filesystem with ``debootstrap`` (python3, its venv
   module, ca-certificates, and the host's CA bundle, without which pip inside finds no versions) and
   ``docker import``\\s it;
-- :func:`wheelhouse` downloads on the host exactly the wheels of ``docker/requirements.txt`` plus the
-  CPU torch, which lies on this machine's disk (the image build then installs with no index at all,
-  instead of the 5 GB CUDA torch);
+- :func:`wheelhouse` downloads on the host exactly the wheels of ``docker/requirements.txt`` plus torch
+  and torchvision, which lie on this machine's disk; the image build installs from it, served on
+  127.0.0.1, with no index at all (``WHEELHOUSE`` build argument);
 - :func:`build_images` builds the project's Dockerfile on that base (``BASE_IMAGE``) and the stand-in of
   the official postgres image (``tests/fixtures/compose-postgres``: Debian's PostgreSQL 15 with the
   official image's ``POSTGRES_*`` and ``/docker-entrypoint-initdb.d`` behaviour).
@@ -26,10 +26,12 @@ import importlib.util
 import os
 import re
 import shlex
+import socket
 import shutil
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -135,27 +137,33 @@ def base_image() -> str:
 
 
 def _torch_pins() -> list[str]:
-    """torch and torchvision as the Dockerfile's build arguments pin them (CPU torch: ``+cpu``)."""
+    """torch and torchvision as the Dockerfile's build arguments pin them."""
     dockerfile = (REPO / "Dockerfile").read_text()
     version = {name: re.search(rf"^ARG {name}=(\S+)$", dockerfile, re.M).group(1)
                for name in ("TORCH_VERSION", "TORCHVISION_VERSION")}
-    return [f"torch=={version['TORCH_VERSION']}+cpu", f"torchvision=={version['TORCHVISION_VERSION']}"]
+    return [f"torch=={version['TORCH_VERSION']}", f"torchvision=={version['TORCHVISION_VERSION']}"]
 
 
 def wheelhouse() -> Path:
-    """A folder with one wheel per pinned package of the image (downloaded once per requirements change)."""
-    requirements = (REPO / "docker" / "requirements.txt").read_text()
+    """A folder with a wheel of every package the image installs (downloaded once per pin change).
+
+    torch and torchvision come from this machine's disk (its pip configuration's local indexes): the
+    CUDA build, PyPI's torchvision being the CUDA one (it does not load beside a CPU torch); CUDA's
+    libraries load without a GPU. A user's build takes the CPU variant from TORCH_VARIANT's index.
+    """
+    requirements = REPO / "docker" / "requirements.txt"
     pins = _torch_pins()
     folder = CACHE / "wheels"
-    stamp = folder / f".complete-{_digest(requirements, *pins)}"
+    stamp = folder / f".complete-{_digest(requirements.read_text(), *pins)}"
     if stamp.exists():
         return folder
     start = time.monotonic()
     folder.mkdir(parents=True, exist_ok=True)
-    # --no-deps: the requirements are the whole closure already; the host's pip configuration finds the
-    # CPU torch wheel on this machine's disk.
     # This host is CPython 3.11 on x86_64 Linux with bookworm's glibc, as the image: its wheels fit.
-    _run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:", "--dest", str(folder), "-r", str(REPO / "docker" / "requirements.txt"), *pins])
+    # The requirements are the whole closure (--no-deps); torch brings its own (CUDA libraries).
+    pip = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", "--dest", str(folder)]
+    _run([*pip, "--no-deps", "-r", str(requirements)])
+    _run([*pip, "-c", str(requirements), *pins])
     for old in folder.glob(".complete-*"):
         old.unlink()
     stamp.touch()
@@ -163,33 +171,50 @@ def wheelhouse() -> Path:
     return folder
 
 
+@contextmanager
+def _served(folder: Path):
+    """``folder`` served over HTTP on 127.0.0.1 (a fixed port when free, so the build cache keys stay the same)."""
+    port = 38917
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", port)) == 0:
+            with socket.socket() as free:
+                free.bind(("127.0.0.1", 0))
+                port = free.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory", str(folder),
+                               str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
 def build_context() -> Path:
-    """The Dockerfile's build context: the repository's files it copies, and the wheelhouse in docker/wheels."""
-    wheels = wheelhouse()
+    """The Dockerfile's build context: the repository's files it copies (as .dockerignore lets in)."""
     context = CACHE / "context"
     shutil.rmtree(context, ignore_errors=True)
     context.mkdir(parents=True)
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "wheels")
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
     for name in ("Dockerfile", ".dockerignore", "pyproject.toml", "README.md"):
         shutil.copy2(REPO / name, context / name)
     for name in ("src", "docker"):
         shutil.copytree(REPO / name, context / name, ignore=ignore)
-    (context / "docker" / "wheels").mkdir()
-    for wheel in wheels.glob("*.whl"):
-        try:
-            os.link(wheel, context / "docker" / "wheels" / wheel.name)
-        except OSError:
-            shutil.copy2(wheel, context / "docker" / "wheels" / wheel.name)
     return context
 
 
 def build_images() -> dict[str, str]:
     """Build ``betasweep:test`` and the postgres stand-in on the base image; returns their tags."""
     base = base_image()
+    wheels = wheelhouse()
     start = time.monotonic()
-    context = build_context()
-    _run(["docker", "build", "--network=host", "--build-arg", f"BASE_IMAGE={base}",
-          "-t", f"betasweep:{IMAGE_TAG}", str(context)], timeout=3600)
+    with _served(wheels) as url:
+        _run(["docker", "build", "--network=host", "--build-arg", f"BASE_IMAGE={base}", "--build-arg",
+              f"WHEELHOUSE={url}", "-t", f"betasweep:{IMAGE_TAG}", str(build_context())], timeout=3600)
     middle = time.monotonic()
     _run(["docker", "build", "--network=host", "--build-arg", f"BASE_IMAGE={base}",
           "-t", POSTGRES_STANDIN, str(REPO / "tests" / "fixtures" / "compose-postgres")], timeout=1800)

@@ -301,7 +301,7 @@ def test_no_secret_in_the_file_and_env_example_defines_every_variable(raw):
     used = set().union(*(_variables(s) for s in _strings(raw)))
     assert not used - set(env), f"not in .env.example: {sorted(used - set(env))}"
     for secret in ("POSTGRES_PASSWORD", "STUDY_DB_PASSWORD", "WORKER_DB_PASSWORD", "DASHBOARD_DB_PASSWORD",
-                   "MLFLOW_DB_PASSWORD", "MLFLOW_ADMIN_PASSWORD", "MINIO_ROOT_PASSWORD"):
+                   "MLFLOW_DB_PASSWORD", "MLFLOW_ADMIN_PASSWORD", "MLFLOW_SECRET_KEY", "MINIO_ROOT_PASSWORD"):
         assert secret in used
         assert env[secret].startswith("change-me") and env[secret] not in text
     for s in _strings(raw):  # credentials in URLs are variables
