@@ -168,7 +168,7 @@ def build_configs(spec: SweepSpec, params: dict[str, Any], seed: int, num_channe
     (a conditional search space); with ``model`` fixed they are refused (:class:`ModelConfig`).
     """
     values = {**spec.fixed, **params}
-    if any(p.name == "model" for p in spec.search_space):
+    if spec.methods or any(p.name == "model" for p in spec.search_space):
         values = family_values(values)
     model_config = ModelConfig(
         num_channels=num_channels, **{k: v for k, v in values.items() if k in ModelConfig.__dataclass_fields__}
@@ -299,9 +299,16 @@ class Objective:
         self.current_trial: int | None = None  # number of the trial being run, for a graceful stop
 
     def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
-        """The trial's params; with ``model`` searched, only the drawn family's fields are suggested."""
+        """The trial's params; with ``model`` searched, only the drawn family's fields are suggested.
+
+        With the spec's ``model:`` part, the trial draws a method, then that method's own strength
+        parameters (a conditional space, Optuna's define-by-run)."""
         space = sorted(self.spec.search_space, key=lambda p: p.name != "model")  # model first
         params: dict[str, Any] = {}
+        if self.spec.methods:
+            params["model"] = trial.suggest_categorical("model", list(self.spec.methods))
+            for p in self.spec.methods[params["model"]]:
+                params[p.name] = p.suggest(trial)
         for p in space:
             if "model" in params and p.name not in family_values({"model": params["model"], p.name: None}):
                 continue

@@ -214,6 +214,36 @@ def format_configurations(frame: pd.DataFrame, spec: SweepSpec) -> pd.DataFrame:
     return format_numbers(shown[[c for c in shown.columns if c != "collapsed"] + ["collapsed"]])
 
 
+def method_frame(configs: pd.DataFrame, rank_by: str) -> pd.DataFrame:
+    """The configurations (:func:`configuration_frame`) grouped by method (``model``): one row per method
+    with its configurations, its best one's strength parameters, and that one's mean ± SE of ``rank_by``;
+    best method first. Empty when the study does not search ``model``."""
+    if configs.empty or "model" not in configs or rank_by not in configs:
+        return pd.DataFrame()
+    rows = []
+    for method, group in configs.groupby("model", sort=False):
+        top = group.sort_values(rank_by, ascending=False, na_position="last").iloc[0]
+        own = [c for c in group.columns if c not in ("trials", "model", "seeds", "collapsed") and not c.endswith("_se")
+               and group[c].notna().any() and c not in panel_keys_in(configs)]
+        strength = ", ".join(f"{c}={format_value(c, top[c])}" for c in own if pd.notna(top[c]))
+        rows.append({"method": method, "configurations": len(group), "best": f"trials {top['trials']}: {strength}",
+                     rank_by: f"{top[rank_by]:.4f} ± {top[f'{rank_by}_se']:.4f}", "_mean": top[rank_by]})
+    return pd.DataFrame(rows).sort_values("_mean", ascending=False).drop(columns="_mean").reset_index(drop=True)
+
+
+def panel_keys_in(configs: pd.DataFrame) -> set[str]:
+    """Columns of a configuration frame that hold panel values (those with a ``_se`` twin)."""
+    return {c for c in configs.columns if f"{c}_se" in configs.columns}
+
+
+def _methods_html(configs: pd.DataFrame, spec: SweepSpec, rank_by: str) -> list[str]:
+    table = method_frame(configs, rank_by)
+    if table.empty:
+        return []
+    return [f"<h2>Methods: each one's best configuration by {html.escape(_metric_name(rank_by))}</h2>",
+            table.to_html(index=False, na_rep="")]
+
+
 def study_verdict(study: optuna.Study, spec: SweepSpec, rank_by: str | None = None) -> Verdict:
     """The :func:`~betasweep.sweeps.verdict.verdict` of the study's complete trials by ``rank_by``
     (default the objective; any of :func:`panel_value_keys`).
@@ -465,6 +495,7 @@ def write_report(study: optuna.Study, spec: SweepSpec, path: str | os.PathLike, 
         f"panel: {html.escape(', '.join(spec.metric.panel))} ({spec.metric.num_train:,} train / {spec.metric.num_eval:,} eval "
         f"points, metric seed {spec.metric.seed}). Ranked by <code>{html.escape(rank_by)}</code>.</p>",
         *_race_html(study.user_attrs.get("race")),
+        *_methods_html(configs, spec, rank_by),
         "<h2>Configurations: mean ± SE over seeds</h2>",
         format_configurations(configs, spec).to_html(index=False, na_rep=""),
         "<h2>Spearman rank correlations between the panel's metrics (over trials)</h2>",

@@ -50,6 +50,7 @@ from betasweep.data import DATASETS
 from betasweep.errors import ConfigError
 from betasweep.metrics import DEFAULT_PANEL, PANEL_METRICS, MetricConfig
 from betasweep.models import ModelConfig
+from betasweep.models.methods import METHOD_PARAMS
 from betasweep.models.vae import family_values
 from betasweep.training import TrainConfig
 
@@ -188,6 +189,8 @@ class SweepSpec:
         curve_budgets: images seen at which each seed's model is scored with ``curve``, increasing,
             the last at most ``train_samples``.
         race: the race to run after the search (``race:`` in the YAML), or None.
+        methods: the ``model:`` part (:func:`_methods`): method → its searched strength parameters
+            (named by their config field); empty when the spec does not search methods.
     """
 
     study: str
@@ -210,6 +213,7 @@ class SweepSpec:
     curve: MetricConfig | None = None
     curve_budgets: tuple[int, ...] = ()
     race: RaceConfig | None = None
+    methods: dict[str, tuple[ParamSpec, ...]] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
@@ -244,7 +248,7 @@ class SweepSpec:
 
 _TOP_KEYS = {
     "study", "dataset", "search_space", "fixed", "train_samples", "seed", "metric", "sampler", "pruner",
-    "n_trials", "timeout", "second_objective", "seeds_per_trial", "race",
+    "n_trials", "timeout", "second_objective", "seeds_per_trial", "race", "model",
 }
 
 _ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -350,7 +354,7 @@ def parse_spec(raw: Any, *, base_dir: str | os.PathLike | None = None) -> SweepS
     """
     _require(isinstance(raw, dict), "spec: expected a mapping at the top level")
     _unknown(raw, _TOP_KEYS, "spec")
-    for key in ("study", "dataset", "search_space"):
+    for key in ("study", "dataset", *(() if "model" in raw else ("search_space",))):
         _require(key in raw, f"spec: missing required key {key!r}")
     _require(isinstance(raw["study"], str) and raw["study"].strip(), "study: expected a non-empty name")
 
@@ -367,10 +371,11 @@ def parse_spec(raw: Any, *, base_dir: str | os.PathLike | None = None) -> SweepS
                 path = Path(base_dir) / path
             dataset[key] = str(path)
 
-    space = raw["search_space"]
-    _require(isinstance(space, dict) and space, "search_space: expected a non-empty mapping of parameters")
+    space = raw.get("search_space") or {}
+    _require(isinstance(space, dict) and (space or "model" in raw), "search_space: expected a non-empty mapping of parameters")
     params = tuple(_param(name, value) for name, value in space.items())
     fixed = dict(raw.get("fixed") or {})
+    methods = _methods(raw["model"], params, fixed, raw.get("train_samples", 24_000)) if "model" in raw else {}
     for name in fixed:
         _require(name in CONFIG_FIELDS, f"fixed.{name}: unknown config field {name!r}; fields: {', '.join(CONFIG_FIELDS)}")
         _require(name not in space, f"fixed.{name}: also in search_space; give it in one place")
@@ -415,6 +420,8 @@ def parse_spec(raw: Any, *, base_dir: str | os.PathLike | None = None) -> SweepS
     if sampler["name"] == "grid":
         ranged = [p.name for p in params if p.choices is None]
         _require(not ranged, f"search_space.{ranged[0] if ranged else ''}: the grid sampler needs a list of choices, not a range")
+    _require(not (methods and sampler["name"] == "grid"), "sampler.name: the grid sampler needs one fixed set of "
+                                                           "parameters; a model: part searches each method's own (use tpe or random)")
     pruner = raw.get("pruner", {"name": "median"})
     pruner = {"name": pruner} if isinstance(pruner, str) else dict(pruner or {"name": "none"})
     _require(pruner.get("name") in PRUNERS, f"pruner.name: expected one of {', '.join(PRUNERS)}, got {pruner.get('name')!r}")
@@ -445,8 +452,80 @@ def parse_spec(raw: Any, *, base_dir: str | os.PathLike | None = None) -> SweepS
         seed_policy=seed.get("policy", "fixed"), seed=int(seed.get("value", 0)), metric=full, intermediate=intermediate,
         intermediate_at=at, sampler=sampler, pruner=pruner, n_trials=n_trials, timeout=timeout,
         second_objective=second, objective=objective, seeds_per_trial=seeds_per_trial, curve=curve,
-        curve_budgets=budgets, race=race, raw=normalised,
+        curve_budgets=budgets, race=race, methods=methods, raw=normalised,
     )
+
+
+def _methods(raw: Any, params: tuple[ParamSpec, ...], fixed: dict[str, Any], train_samples: Any) -> dict[str, tuple[ParamSpec, ...]]:
+    """The spec's ``model:`` part: the methods searched together with their own strength (a conditional space).
+
+    ``model: {beta_vae: {beta: [1, 4]}, factor_vae: {gamma: [10, 30]}, dip_vae_i: {lambda_od: {low: 1,
+    high: 50, log: true}}}``: each trial draws a method, then that method's parameters only
+    (Optuna's define-by-run). Parameter names are disentanglement_lib's (:data:`METHOD_PARAMS`);
+    each is searched as the config field that holds it. Every value is checked now by building the
+    method's configs with it.
+
+    Raises:
+        ConfigError: an unknown method, a parameter of another method, a strength outside its
+            method's range, ``model`` or a method's field also in ``search_space`` / ``fixed``, or a
+            field two methods share (DIP-VAE-I/II's ``lambda_od``) given different values.
+    """
+    _require(isinstance(raw, dict) and raw, "model: expected a mapping of methods, e.g. {beta_vae: {beta: [1, 4]}, "
+                                            "factor_vae: {gamma: [10, 30]}}")
+    searched = {p.name for p in params}
+    _require("model" not in searched and "model" not in fixed,
+             "model: the methods are given under model:; remove model from search_space and fixed")
+    methods: dict[str, tuple[ParamSpec, ...]] = {}
+    shared: dict[str, tuple[str, ParamSpec]] = {}
+    for method, options in raw.items():
+        where = f"model.{method}"
+        _require(method in METHOD_PARAMS, f"{where}: unknown method {method!r}; expected one of {', '.join(METHOD_PARAMS)}")
+        options = options or {}
+        _require(isinstance(options, dict), f"{where}: expected a mapping of its parameters "
+                                            f"({', '.join(METHOD_PARAMS[method])}) to lists of values or ranges")
+        own = METHOD_PARAMS[method]
+        specs = []
+        for name, values in options.items():
+            if name not in own:
+                others = [m for m, names in METHOD_PARAMS.items() if name in names]
+                _require(False, f"{where}.{name}: not a parameter of {method}"
+                                + (f" (it is one of {', '.join(others)})" if others else "")
+                                + f"; expected one of {', '.join(own)}")
+            config_field = own[name]
+            _require(config_field not in searched and config_field not in fixed,
+                     f"{where}.{name}: {config_field} is also in search_space or fixed; give it in one place")
+            try:
+                spec = _param(config_field, values)
+            except ConfigError as error:
+                raise ConfigError(f"{where}.{name}: {str(error).split(': ', 1)[1]}") from None
+            for value in spec.values():
+                _check_strength(method, config_field, value, f"{where}.{name}", fixed, train_samples)
+            if config_field in shared and shared[config_field][1] != spec:
+                _require(False, f"{where}.{name}: {shared[config_field][0]} searches {config_field} over other values; "
+                                "methods that share a field search it over the same values")
+            shared.setdefault(config_field, (method, spec))
+            specs.append(spec)
+        if not specs:
+            _check_strength(method, None, None, where, fixed, train_samples)
+        methods[method] = tuple(specs)
+    return methods
+
+
+def _check_strength(method: str, name: str | None, value: Any, where: str, fixed: dict[str, Any], train_samples: Any) -> None:
+    """Build ``method``'s configs with ``name = value`` (and the spec's fixed fields): refused values fail here."""
+    _require(not isinstance(value, bool), f"{where}: expected a number, got {value!r}")
+    if name in ("capacity_max", "gamma"):
+        _require(isinstance(value, (int, float)) and value >= 0 and math.isfinite(value),
+                 f"{where}: expected a number >= 0, got {value!r}")
+    if name == "capacity_steps":
+        _require(isinstance(value, int) and value >= 0, f"{where}: expected an integer >= 0 (steps), got {value!r}")
+    values = family_values({**fixed, "model": method, **({name: value} if name else {})})
+    try:
+        ModelConfig(**{k: v for k, v in values.items() if k in ModelConfig.__dataclass_fields__})
+        if name == "beta":
+            TrainConfig(beta=value)
+    except (TypeError, ConfigError) as error:
+        raise ConfigError(f"{where}: {error}") from None
 
 
 CURVE_DEFAULTS = {"num_train": 500, "num_eval": 250, "batch_size": 32}

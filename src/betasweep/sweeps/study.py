@@ -237,6 +237,9 @@ def create_study(spec: SweepSpec, storage: RDBStorage, tracker: Tracker, *, load
             _attach_parent_run(study, spec, tracker)
             return study
     study.set_user_attr("spec", spec.to_dict())
+    for method, params in spec.methods.items():  # one trial of each method first, at the middle of its choices
+        study.enqueue_trial({"model": method, **{p.name: p.values()[(len(p.values()) - 1) // 2] if p.choices
+                                                 else p.values()[0] for p in params}})
     _attach_parent_run(study, spec, tracker)
     return study
 
