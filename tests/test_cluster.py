@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+import sqlalchemy.engine
 import yaml
 from helpers import betasweep_command, tiny_spec
 from mlflow.tracking import MlflowClient
@@ -165,8 +166,9 @@ def test_local_cluster_creates_the_study_of_a_spec_and_runs_two_worker_processes
 def test_slurm_array_of_two_workers_with_a_task_requeued_mid_trial(slurm_cluster, make_study, tmp_path):
     study = make_study(n_trials=4)
     jobs = tmp_path / "jobs"
-    proc = submit("--study", study.name, "--storage", study.storage, "--workers", "2", "--cluster", "slurm",
-                  "--time", "10", "--log-dir", str(jobs), *HEARTBEAT, cwd=tmp_path, env={**_env(), **slurm_cluster.env()})
+    proc = submit("--study", study.name, "--workers", "2", "--cluster", "slurm",  # the URL from BETASWEEP_STORAGE
+                  "--time", "10", "--log-dir", str(jobs), *HEARTBEAT, cwd=tmp_path,
+                  env={**_env(), **slurm_cluster.env(), "BETASWEEP_STORAGE": study.storage})
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout)
     job = result["job_id"]
@@ -182,6 +184,8 @@ def test_slurm_array_of_two_workers_with_a_task_requeued_mid_trial(slurm_cluster
         return None
 
     victim = wait_for(lambda: mid_trial(f"{job}_1"), 180, f"task {job}_1 in the middle of a trial")
+    password = sqlalchemy.engine.make_url(study.storage).password  # issue 22: in no task's argv while it trains
+    assert password and password not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     slurm_cluster.run("scontrol", "requeue", f"{job}_1")  # as an admin or a preemption does: SIGTERM, requeue
     # What Slurm sends --signal-lead seconds before --time (as submitit's own tests do): SIGUSR2.
     timed_out = wait_for(lambda: mid_trial(f"{job}_0", victim.number), 180, f"task {job}_0 in the middle of a trial")
@@ -219,3 +223,8 @@ def test_slurm_array_of_two_workers_with_a_task_requeued_mid_trial(slurm_cluster
     assert re.search(r"trial \d+: beta_vae \d", log_0.read_text()) and f"trial {victim.number}: " in log_1.read_text(), logs
     out_1 = (jobs / f"{job}_1_0_log.out").read_text()
     assert out_1.count(f"array task {job}_1: betasweep worker --study") == 2, out_1
+    # The storage URL travels in a 0600 file only: not in submitit's pickled task, batch script or logs.
+    secret = jobs / "storage-url"
+    assert secret.read_text().strip() == study.storage and secret.stat().st_mode & 0o777 == 0o600
+    leaked = [p for p in jobs.rglob("*") if p.is_file() and p != secret and password.encode() in p.read_bytes()]
+    assert not leaked and any(jobs.rglob("*.pkl")), leaked

@@ -58,6 +58,7 @@ class TrackingUnavailable(TrackingError):
     (``BETASWEEP_MLFLOW_RETRY_S``): the trial ends and is queued again (:func:`betasweep.sweeps.study.run_trials`)."""
 
 
+API_TIMEOUT_S = 60.0  # the reachability check's API request, once /health answered
 RETRY_ENV = "BETASWEEP_MLFLOW_RETRY_S"
 DEFAULT_RETRY_S = 300.0
 _MAX_BACKOFF_S = 30.0
@@ -162,7 +163,8 @@ def _check_api(tracking_uri: str, timeout_s: float) -> None:
     from mlflow.exceptions import MlflowException
 
     try:
-        with _http_settings(max_retries=0, timeout_s=timeout_s):
+        # the server answered /health: a slow first API answer (a fresh server, a loaded machine) is not a failure
+        with _http_settings(max_retries=0, timeout_s=max(timeout_s, API_TIMEOUT_S)):
             MlflowClient(tracking_uri).search_experiments(max_results=1)
     except MlflowException as error:
         status = getattr(error, "get_http_status_code", lambda: None)()

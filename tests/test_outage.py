@@ -1,0 +1,155 @@
+"""Outages as tests (issue 22): a real `mlflow server` killed for 60 s while a trial trains, and down while a
+study is created. Real PostgreSQL and MLflow (tests/servers.py), the `betasweep` command in subprocesses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from helpers import betasweep_command, tiny_spec
+from servers import MlflowServer
+
+OUTAGE_S = 60
+
+
+def _env(**extra) -> dict[str, str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    env.pop("BETASWEEP_STORAGE", None)
+    env.update(extra)
+    return env
+
+
+def run(*args, env=None, cwd=None, timeout=600) -> subprocess.CompletedProcess:
+    return subprocess.run([*betasweep_command(), *map(str, args)], capture_output=True, text=True,
+                          env=env or _env(), cwd=cwd, timeout=timeout)
+
+
+def kill_server(server: MlflowServer) -> None:
+    """SIGKILL the server's whole process group (no graceful shutdown), as a crashed container."""
+    process, server.process = server.process, None
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def _mlflow(postgres_server, root: Path) -> MlflowServer:
+    server = MlflowServer(postgres_server.create_database(f"mlflow_{secrets.token_hex(4)}"), root / "artifacts",
+                          log_file=root / "mlflow.log")
+    server.start()
+    return server
+
+
+def _assert_trials_logged(study: optuna.Study, tracking_uri: str, n: int) -> None:
+    """``n`` COMPLETE trials, each with its MLflow run FINISHED, its final metrics and its artifacts."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(complete) == n, [(t.number, t.state, t.user_attrs.get("fail_reason")) for t in study.trials]
+    for trial in complete:
+        run = client.get_run(trial.user_attrs["mlflow_run_id"])
+        assert run.info.status == "FINISHED", (trial.number, run.info.status)
+        assert run.data.metrics["score"] == pytest.approx(trial.value)
+        assert "beta_vae" in run.data.metrics and "loss" in run.data.metrics
+        listed = {a.path for folder in ("checkpoint", "figures") for a in client.list_artifacts(run.info.run_id, folder)}
+        assert {"checkpoint/checkpoint.pt", "figures/traversal.png", "figures/reconstruction.png"} <= listed, listed
+
+
+@pytest.mark.slow
+def test_mlflow_killed_for_60_s_while_a_trial_trains(postgres_server, postgres_url, dsprites_path, tmp_path):
+    server = _mlflow(postgres_server, tmp_path)
+    name = f"outage-{secrets.token_hex(3)}"
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(tiny_spec(dsprites_path, name, n_trials=2, train_samples=3200)))
+    created = run("study", "create", tmp_path / "spec.yaml", "--storage", postgres_url, "--tracking-uri", server.uri,
+                  cwd=tmp_path)
+    assert created.returncode == 0, created.stderr[-2000:]
+    log = open(tmp_path / "worker.log", "w")
+    worker = subprocess.Popen([*betasweep_command(), "worker", "--study", name, "--storage", postgres_url,
+                               "--no-progress", "--heartbeat-interval", "5", "--grace-period", "30"],
+                              stdout=log, stderr=subprocess.STDOUT, env=_env(), cwd=tmp_path)
+    try:
+        study = optuna.load_study(study_name=name, storage=postgres_url)
+        deadline = time.monotonic() + 300
+        while not any(t.state == TrialState.RUNNING and "mlflow_run_id" in t.user_attrs
+                      and time.time() - t.datetime_start.timestamp() > 3 for t in study.get_trials(deepcopy=False)):
+            assert worker.poll() is None, (tmp_path / "worker.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "no trial started training"
+            time.sleep(0.5)
+        victim = next(t for t in study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING)
+        kill_server(server)
+        time.sleep(OUTAGE_S)
+        assert worker.poll() is None, (tmp_path / "worker.log").read_text()[-3000:]
+        server.start()
+        assert worker.wait(timeout=600) == 0, (tmp_path / "worker.log").read_text()[-3000:]
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        log.close()
+        server.stop()
+    server.start()  # to read the runs back
+    try:
+        study = optuna.load_study(study_name=name, storage=postgres_url)
+        _assert_trials_logged(study, server.uri, 2)
+        said = (tmp_path / "worker.log").read_text()
+        assert "Traceback" not in said, said[-3000:]
+        # the interrupted trial completed, or was retried (then its retry resumed it)
+        retried = [t for t in study.trials if t.user_attrs.get("attempt_of") == victim.number]
+        assert study.trials[victim.number].state == TrialState.COMPLETE or retried, said[-3000:]
+    finally:
+        server.stop()
+
+
+def test_study_create_with_mlflow_down_then_up_gives_a_working_study(postgres_server, postgres_url, dsprites_path,
+                                                                     tmp_path, monkeypatch):
+    from betasweep.sweeps.spec import load_spec
+    from betasweep.sweeps.study import create_study, make_storage
+    from betasweep.tracking import Tracker, TrackingUnavailable
+
+    server = _mlflow(postgres_server, tmp_path)
+    name = f"repair-{secrets.token_hex(3)}"
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(yaml.safe_dump(tiny_spec(dsprites_path, name, n_trials=1)))
+    command = ("study", "create", spec_path, "--storage", postgres_url, "--tracking-uri", server.uri)
+    try:
+        # down from the start: one line, nothing written
+        server.stop()
+        down = run(*command, cwd=tmp_path)
+        lines = down.stderr.strip().splitlines()
+        assert down.returncode == 2 and len(lines) == 1 and "not reachable" in lines[0], down.stderr[-2000:]
+        assert optuna.get_all_study_summaries(postgres_url) == []
+
+        # down between the study and its parent run (the tracker was made while it was up)
+        server.start()
+        tracker = Tracker(server.uri, name)
+        kill_server(server)
+        monkeypatch.setenv("BETASWEEP_MLFLOW_RETRY_S", "2")
+        with pytest.raises(TrackingUnavailable):
+            create_study(load_spec(spec_path), make_storage(postgres_url), tracker)
+        half = optuna.load_study(study_name=name, storage=postgres_url)
+        assert "spec" in half.user_attrs and "mlflow_parent_run_id" not in half.user_attrs
+
+        # up again: the same command completes the study; --exist-ok then finds it whole
+        server.start()
+        repaired = run(*command, cwd=tmp_path)
+        assert repaired.returncode == 0, repaired.stderr[-2000:]
+        parent = json.loads(repaired.stdout)["mlflow_parent_run_id"]
+        assert parent
+        again = run(*command, "--exist-ok", cwd=tmp_path)
+        assert again.returncode == 0 and json.loads(again.stdout)["mlflow_parent_run_id"] == parent, again.stderr
+        worked = run("worker", "--study", name, "--storage", postgres_url, "--no-progress", cwd=tmp_path)
+        assert worked.returncode == 0, worked.stderr[-3000:]
+        _assert_trials_logged(optuna.load_study(study_name=name, storage=postgres_url), server.uri, 1)
+    finally:
+        server.stop()
