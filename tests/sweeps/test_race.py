@@ -1,4 +1,5 @@
-"""The race and the power figure on controls with known answers: per-seed values drawn from fixed distributions."""
+"""The race and the power figure on controls with known answers: per-seed learning curves drawn from known
+distributions (equal, 3 SD apart, a gap that appears only at 4x the first budget)."""
 
 from __future__ import annotations
 
@@ -9,72 +10,134 @@ import pytest
 from statsmodels.stats.power import TTestIndPower
 
 from betasweep.errors import ConfigError
-from betasweep.sweeps.race import run_race
+from betasweep.sweeps.race import ConfigRungs, run_race, rungs_of
 from betasweep.sweeps.spec import RaceConfig, parse_spec
-from betasweep.sweeps.verdict import ConfigResult, gap_trend, seeds_needed, verdict, welch
+from betasweep.sweeps.verdict import ConfigResult, gap_trend, seeds_needed, spent_alpha, verdict, welch
 
 RACES = 300
+R0 = 24_000
 
 
-def race_of(means: dict[str, float], sd: float, max_seeds: int, rng: np.random.Generator, start: int = 2):
-    """A race whose seeds are draws from N(means[k], sd): ``start`` seeds each before it, one more per round."""
-    values = {k: list(rng.normal(m, sd, start)) for k, m in means.items()}
-    added: list[int] = []
+def simulate(curves: dict, sd: float, race: RaceConfig, rng: np.random.Generator, *, start: int = 2,
+             noise: float = 0.0, pair: bool = True):
+    """A race on simulated learning curves: seed ``s`` of configuration ``k`` scores ``curves[k](images) + u_s + e``
+    at each rung, its own persistent effect ``u_s ~ N(0, sd)`` and a fresh ``e ~ N(0, noise)`` per rung; ``start``
+    seeds each at the first rung before the race. Returns the result and the table."""
+    rungs = rungs_of(R0, race.max_images)
+    table = {k: ConfigRungs(f"config {k}") for k in curves}
+    effect: dict = {}
 
-    def get_configs():
-        return {k: ConfigResult(f"config {k}", tuple(v)) for k, v in values.items()}
+    def train(number, plan):
+        for key, (seeds, images) in plan.items():
+            config = table[key]
+            for seed in range(seeds):
+                at = config.values.setdefault(seed, {})
+                for rung in rungs:
+                    if rung <= images and rung not in at:
+                        u = effect.setdefault((key, seed), rng.normal(0, sd))
+                        at[rung] = curves[key](rung) + u + rng.normal(0, noise)
+                        config.images += rung - max([r for r in at if r < rung], default=0)
+        return True
 
-    def add_seeds(number, needing):
-        for key in needing:
-            values[key].append(float(rng.normal(means[key], sd)))
-        added.append(len(needing))
-        return len(needing)
-
-    return run_race(get_configs, add_seeds, RaceConfig(max_seeds=max_seeds), "score"), values
+    train(-1, {k: (start, R0) for k in curves})
+    return run_race(lambda: table, train, race, "score", rungs=rungs, pair=pair), table
 
 
-def test_configurations_three_sd_apart_are_separated_within_max_seeds():
+def constant(value: float):
+    return lambda images: value
+
+
+def late(base: float, gain: float):
+    """``base``, then ``+gain`` that appears between 2x and 4x the first budget (logistic in log2 images)."""
+    return lambda images: base + gain / (1 + math.exp(-(math.log2(images / R0) - 1.5) / 0.4))
+
+
+def test_configurations_three_sd_apart_are_separated():
     rng = np.random.default_rng(0)
-    results = [race_of({"good": 3.0, "bad": 0.0}, 1.0, 8, rng) for _ in range(RACES)]
-    decided = [r for r, _ in results if r.status == "decided"]
-    assert len(decided) == RACES  # 3 SD: Welch separates them by 3-4 seeds a side, far inside 8
-    assert all(r.winner.label == "config good" for r in decided)
-    assert all(len(v["good"]) <= 8 for _, v in results)
-    result, values = results[0]
-    assert result.lines[0].startswith("Race (at most 8 seeds per configuration") and "config good wins after" in result.lines[0]
-    assert result.rounds[-1].kept == ["good"] and "bad" in result.rounds[-1].dropped
+    for max_images in (None, 4 * R0):  # seeds only, and with rungs
+        results = [simulate({"good": constant(3.0), "bad": constant(0.0)}, 1.0, RaceConfig(max_seeds=8, max_images=max_images),
+                            rng)[0] for _ in range(100)]
+        # The level is spent over the rounds (about 0.005 a round here): 8 paired seeds at 3 SD (d = 2.1 on the
+        # differences) have about 95% power, and a race never calls the better one worse.
+        assert sum(r.words() == {"good": "best", "bad": "worse"} for r in results) >= 90
+        assert not any(r.words().get("good") == "worse" for r in results)
+    result = next(r for r in results if r.status == "decided")
+    assert result.lines[0].startswith("Race (at most 8 seeds and 96,000 images per seed") and "best: config good" in result.lines[0]
+    assert result.lines[1].startswith("config bad: worse by -")
+    assert result.lines[-1].startswith("Cost: ") and "The fixed design (2 configurations × 8 seeds × 96,000 images)" in result.lines[-1]
 
 
-def test_equal_configurations_are_not_separated_and_the_race_stops_at_max_seeds():
+def test_equal_configurations_are_called_equivalent_in_at_least_80_percent_of_300_races():
     rng = np.random.default_rng(1)
-    results = [race_of({"a": 0.5, "b": 0.5}, 0.1, 6, rng) for _ in range(RACES)]
-    undecided = [(r, v) for r, v in results if r.status == "undecided"]
-    # Five tests at 5% one after the other: false separations stay a small multiple of 5% (measured 10%).
-    assert len(undecided) >= 0.8 * RACES
-    for result, values in undecided:
-        assert [len(v) for v in values.values()] == [6, 6]  # stopped at max_seeds, not before
-        assert "max_seeds = 6 did not decide it" in result.lines[0]
-        assert "you would need" in result.lines[1]
-    # A race that separates equal configurations does so by a test at 5%, never with a seed past max_seeds.
-    assert all(len(v) <= 6 for _, v in results for v in v.values())
+    race = RaceConfig(max_seeds=8, max_images=8 * R0, margin=0.03)
+    results = [simulate({"a": constant(0.8), "b": constant(0.8)}, 0.01, race, rng, noise=0.005)[0] for _ in range(RACES)]
+    equivalent = sum(sorted(r.words().values()) == ["best", "equivalent"] for r in results)
+    assert equivalent >= 0.8 * RACES, equivalent
+    assert sum("worse" in r.words().values() for r in results) <= 0.05 * RACES  # false separations: within alpha
+    done = next(r for r in results if "equivalent" in r.words().values())
+    assert any(": equivalent (within ±0.03: Δ" in line for line in done.lines)
 
 
-def test_a_race_starts_by_bringing_single_seeds_to_two():
+def test_overall_false_separation_of_equal_configurations_is_at_most_alpha_over_1000_races():
     rng = np.random.default_rng(2)
-    result, values = race_of({"a": 1.0, "b": 0.0, "c": 0.0}, 0.05, 4, rng, start=1)
-    assert result.rounds[0].verdict.untestable  # one seed each: nothing is testable before the race adds seeds
-    assert result.status == "decided" and result.winner.label == "config a"
+    races = 1000
+    race = RaceConfig(max_seeds=4, max_images=2 * R0, alpha=0.05)  # no margin: every race runs to its end
+    separated = sum("worse" in simulate({"a": constant(0.8), "b": constant(0.8)}, 0.02, race, rng, noise=0.01)[0].words().values()
+                    for _ in range(races))
+    error = 2 * math.sqrt(0.05 * 0.95 / races)  # two simulation standard errors
+    assert separated / races <= 0.05 + error, separated
+
+
+def test_a_gap_appearing_only_at_4x_the_first_budget_is_found_by_extending_not_by_seeds():
+    rng = np.random.default_rng(3)
+    curves = {"plain": constant(0.82), "late": late(0.82, 0.05)}
+    extended = [simulate(curves, 0.01, RaceConfig(max_seeds=6, max_images=16 * R0, margin=0.03), rng, noise=0.005)[0]
+                for _ in range(100)]
+    found = [r for r in extended if r.words() == {"late": "best", "plain": "worse"}]
+    assert len(found) >= 90, len(found)
+    late_found = [r for r in found if [round_.action for round_ in r.rounds].count("extend") >= 2
+                  and r.outcome["plain"].images >= 4 * R0]
+    assert len(late_found) >= 0.8 * len(found)  # found at 4x or later, after extending twice
+    seeds_only = [simulate(curves, 0.01, RaceConfig(max_seeds=6, margin=0.03), rng, noise=0.005)[0] for _ in range(100)]
+    assert not any(r.words().get("plain") == "worse" for r in seeds_only)  # at the first budget it is not there to find
+    assert sum(r.words().get("late") == "equivalent" or r.words().get("plain") == "equivalent" for r in seeds_only) >= 80
+
+
+def test_rounds_print_the_three_words_the_level_and_the_cost():
+    rng = np.random.default_rng(4)
+    result, _ = simulate({"a": constant(0.9), "b": constant(0.9), "c": constant(0.5)}, 0.01,
+                         RaceConfig(max_seeds=6, max_images=2 * R0, margin=0.03), rng)
+    first = result.rounds[0].line(result.labels, 0.03)
+    assert first.startswith("round 0 at 24,000 images (level 0)") and "undecided" in first
+    assert "next: every seed of 3 configurations extended to 48,000 images" in first
+    assert "spent so far 144,000 images" in first
+    assert result.words()["c"] == "worse" and "equivalent" in result.words().values()
+    levels = [round_.level for round_ in result.rounds]
+    assert sum(levels) <= 0.05 + 1e-12 and all(level >= 0 for level in levels)
+
+
+def test_the_spending_function_and_the_rungs():
+    assert spent_alpha(0.05, 0) == 0 and spent_alpha(0.05, 1) == pytest.approx(0.05)
+    assert spent_alpha(0.05, 0.5) == pytest.approx(0.05 * math.log(1 + (math.e - 1) / 2))
+    assert rungs_of(24_000, 384_000) == (24_000, 48_000, 96_000, 192_000, 384_000)
+    assert rungs_of(24_000, 100_000) == (24_000, 48_000, 96_000, 100_000) and rungs_of(24_000, None) == (24_000,)
 
 
 def test_max_seeds_below_the_seeds_trained_is_refused():
-    rng = np.random.default_rng(3)
+    rng = np.random.default_rng(5)
     with pytest.raises(ConfigError, match="--max-seeds 2: fewer than the 3 seeds config a already has"):
-        race_of({"a": 0.0, "b": 1.0}, 1.0, 2, rng, start=3)
+        simulate({"a": constant(0.0), "b": constant(1.0)}, 1.0, RaceConfig(max_seeds=2), rng, start=3)
 
 
 def test_race_settings_are_validated_in_the_spec():
     base = {"study": "r", "dataset": "shapes", "search_space": {"beta": [1.0, 4.0]}, "seeds_per_trial": 3}
     assert parse_spec({**base, "race": {"max_seeds": 6}}).race == RaceConfig(max_seeds=6, alpha=0.05)
+    assert parse_spec({**base, "race": {"max_seeds": 6, "max_images": 96_000, "margin": 0.03}}).race == RaceConfig(
+        max_seeds=6, max_images=96_000, margin=0.03)
+    with pytest.raises(ConfigError, match=r"race.margin: expected a margin > 0 in the metric's units"):
+        parse_spec({**base, "race": {"margin": 0}})
+    with pytest.raises(ConfigError, match="race.max_images: 1000 is below the 24000 images each trial already trains"):
+        parse_spec({**base, "race": {"max_images": 1000}})
     with pytest.raises(ConfigError, match="race.max_seeds: 2 is fewer than the 3 seeds"):
         parse_spec({**base, "race": {"max_seeds": 2}})
     with pytest.raises(ConfigError, match=r"race.alpha: expected a level in \(0, 0.5\]"):

@@ -46,6 +46,7 @@ the trial's value is their UDR, each seed's ``udr`` in ``per_seed`` is its model
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import tempfile
 import time
@@ -317,6 +318,9 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial):
         spec = self.spec
+        if trial.user_attrs.get("race_images"):  # a race's task: its seed's budget is the race's rung (sweeps/race.py)
+            spec = dataclasses.replace(spec, train_samples=int(trial.user_attrs["race_images"]))
+        cpu_start, trained = time.process_time(), []  # the trial's cost: CPU seconds, (images, seconds, device) per seed
         self.current_trial = trial.number
         params = self.suggest(trial)
         seeds = [int(s) for s in trial.user_attrs.get("race_seeds") or spec.seeds_for(trial.number)]
@@ -348,7 +352,10 @@ class Objective:
                                                 load_model=spec.objective == "udr")
                     checkpoint = resume.checkpoint_path(index, Path(workdir) / f"seed-{index}")
                     if done is None:
-                        resume.prepare_checkpoint(index, prefix, checkpoint, fits_configs(spec, params, seed, data))
+                        start_step = resume.prepare_checkpoint(index, prefix, checkpoint, fits_configs(spec, params, seed, data))
+                        if not start_step and trial.user_attrs.get("race_from"):  # a race's extension: from the lower rung
+                            start_step = resume.continue_from(trial.user_attrs["race_from"], checkpoint,
+                                                              fits_configs(spec, params, seed, data))
                     metrics, files, model = done or train_seed(
                         spec, params, seed, Path(workdir) / f"seed-{index}", data=data, checkpoint_path=checkpoint,
                         on_checkpoint=resume.on_checkpoint(index, prefix),
@@ -359,6 +366,10 @@ class Objective:
                     for key in IMAGE_KEYS:  # the chart view's image grid shows these side by side across trials
                         run.log_image(files[key], key if index == 0 else prefix + key, step=spec.train_samples)
                     per_seed.append(metrics)
+                    if done is None:
+                        train_config = build_configs(spec, params, seed, data.num_channels)[1]
+                        trained.append(((train_config.num_steps - start_step) * train_config.batch_size,
+                                        float(metrics.get("train_wall_time_s", 0.0)), train_config.device))
                     if spec.objective == "udr":
                         models.append(model)
                     if several:
@@ -380,6 +391,7 @@ class Objective:
                      "per_seed": [_json_ready(m) for m in per_seed],
                      "collapsed_seeds": [i for i, m in enumerate(per_seed) if m["active_units"] == 0],
                      "best_seed_checkpoint": (f"seed-{best_index}/" if several else "") + "checkpoint"}
+            attrs.update(_cost(trained, cpu_start))
             for key, item in attrs.items():  # inside the try: a trial failed meanwhile by another worker still closes its run
                 trial.set_user_attr(key, item)
             if "dimension_names" in per_seed[0]:  # CelebA: "dim 7 -> Blond_Hair (AUC 0.76, ...)", by KL (first seed)
@@ -497,6 +509,16 @@ class Objective:
                       f"{record['elapsed_s']:.0f} s), loss {record['loss']:.1f}, KL {record['kl']:.2f}")
 
         return line
+
+
+def _cost(trained: list[tuple[int, float, str]], cpu_start: float) -> dict[str, Any]:
+    """A trial's cost (user attributes): ``images_trained`` (images its seeds trained here, a resumed part not
+    counted), ``cpu_s`` (this process's CPU seconds over the trial: training, scoring, logging) and ``gpu_s``
+    (training seconds of seeds trained on a CUDA device)."""
+    from betasweep.training import resolve_device
+
+    return {"images_trained": int(sum(images for images, _, _ in trained)), "cpu_s": time.process_time() - cpu_start,
+            "gpu_s": float(sum(seconds for _, seconds, device in trained if resolve_device(device).type == "cuda"))}
 
 
 def _seed_line(metrics: dict[str, Any], spec: SweepSpec) -> str:

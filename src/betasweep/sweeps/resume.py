@@ -236,6 +236,34 @@ class Resume:
             self._resumed(index, {"attempt": None, "step": 0, "finished": False})
         return 0
 
+    def continue_from(self, source: dict[str, Any], path: Path, expected: Callable[[dict], str | None]) -> int:
+        """A race's extension (sweeps/race.py): put the checkpoint of seed ``source["index"]`` of trial
+        ``source["trial"]`` (its run ``source["run_id"]``, artifact prefix ``source["prefix"]``), trained to a
+        lower rung, at ``path``; its step. The trial then continues it to its own budget.
+
+        Raises:
+            BetasweepError: that checkpoint cannot be fetched or does not fit this seed's configs.
+        """
+        from types import SimpleNamespace
+
+        from betasweep.training import read_checkpoint
+
+        number, index = int(source["trial"]), int(source["index"])
+        attempt = SimpleNamespace(number=number, user_attrs={"mlflow_run_id": source.get("run_id")})
+        with tempfile.TemporaryDirectory(prefix="betasweep-extend-") as tmp:
+            found = self._fetch_checkpoint(attempt, index, source.get("prefix", ""), Path(tmp))
+            if found is None:
+                raise BetasweepError(f"trial {number}: seed {index} kept no checkpoint to extend")
+            state = read_checkpoint(found)
+            why = expected(state)
+            if why:
+                raise BetasweepError(f"trial {number}: seed {index}: its checkpoint cannot be extended: {why}")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(found, path)
+        step = int(state["step"])
+        self.echo(f"trial {self.number}: extending seed {index} of trial {number} from step {step}")
+        return step
+
     def _resumed(self, index: int, how: dict) -> None:
         self.resumed[str(index)] = how
         self.trial.set_user_attr(RESUMED_ATTR, dict(self.resumed))

@@ -146,21 +146,39 @@ class ParamSpec:
 
 @dataclass(frozen=True)
 class RaceConfig:
-    """Settings of a race (:mod:`betasweep.sweeps.race`): seeds added round by round where the answer is undecided.
+    """Settings of a race (:mod:`betasweep.sweeps.race`): seeds added, or every seed trained longer, round by
+    round where the answer is undecided.
 
     Attributes:
-        max_seeds: seeds per configuration at most (the race stops undecided there); >= 2.
-        alpha: level of the race's Welch tests (two-sided), in (0, 0.5].
+        max_seeds: seeds per configuration at most; >= 2.
+        alpha: the race's overall level: its chance of separating two equal configurations over all its
+            rounds (spent round by round, :func:`~betasweep.sweeps.verdict.spent_alpha`), in (0, 0.5].
+        max_images: images seen per seed at most (the last rung); None: the trials' ``train_samples``
+            (the race adds seeds only). Rungs double from ``train_samples`` up to it.
+        margin: equivalence margin in the metric's units (e.g. 0.03 Higgins accuracy): a configuration whose
+            difference from the best lies within ±margin (TOST) is *equivalent*; None: no equivalence test.
+        max_total_images: images the race may train in all (its rounds; the study's earlier trials not
+            counted); None: no bound.
     """
 
     max_seeds: int = 8
     alpha: float = 0.05
+    max_images: int | None = None
+    margin: float | None = None
+    max_total_images: int | None = None
 
     def __post_init__(self):
         if isinstance(self.max_seeds, bool) or not isinstance(self.max_seeds, int) or self.max_seeds < 2:
             raise ConfigError(f"race.max_seeds: expected an integer >= 2 (a test needs 2 seeds a side), got {self.max_seeds!r}")
         if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or not 0 < self.alpha <= 0.5:
             raise ConfigError(f"race.alpha: expected a level in (0, 0.5], got {self.alpha!r}")
+        for name in ("max_images", "max_total_images"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ConfigError(f"race.{name}: expected a number of images >= 1, got {value!r}")
+        if self.margin is not None and (isinstance(self.margin, bool) or not isinstance(self.margin, (int, float))
+                                        or not math.isfinite(self.margin) or self.margin <= 0):
+            raise ConfigError(f"race.margin: expected a margin > 0 in the metric's units (e.g. 0.03), got {self.margin!r}")
 
 
 @dataclass(frozen=True)
@@ -413,6 +431,8 @@ def parse_spec(raw: Any, *, base_dir: str | os.PathLike | None = None) -> SweepS
 
     curve, budgets = _curve(metric, metric_seed, panel, train_samples)
     race = _race(raw.get("race"), objective, seeds_per_trial)
+    if race is not None:
+        check_max_images(race, train_samples)
 
     sampler = raw.get("sampler", {"name": "tpe", "seed": 0})
     sampler = {"name": sampler} if isinstance(sampler, str) else dict(sampler)
@@ -555,14 +575,21 @@ def _race(raw: Any, objective: str, seeds_per_trial: int) -> RaceConfig | None:
     """``race``: validated; refused for UDR (a seed added alone has no UDR of its own)."""
     if raw is None:
         return None
-    _require(isinstance(raw, dict), "race: expected a mapping {max_seeds, alpha}")
-    _unknown(raw, {"max_seeds", "alpha"}, "race")
+    _require(isinstance(raw, dict), "race: expected a mapping {max_seeds, max_images, margin, alpha}")
+    _unknown(raw, {"max_seeds", "alpha", "max_images", "margin", "max_total_images"}, "race")
     _require(objective != "udr", "race: the objective udr compares a trial's models with each other; a seed added "
                                  "by the race has no UDR of its own")
     race = RaceConfig(**raw)
     _require(race.max_seeds >= seeds_per_trial, f"race.max_seeds: {race.max_seeds} is fewer than the "
                                                 f"{seeds_per_trial} seeds each trial already trains")
     return race
+
+
+def check_max_images(race: RaceConfig, train_samples: int) -> None:
+    """Refuse ``race.max_images`` below the images each trial already trains (``train_samples``)."""
+    _require(race.max_images is None or race.max_images >= train_samples,
+             f"race.max_images: {race.max_images} is below the {train_samples} images each trial already trains; "
+             f"give at least {train_samples}")
 
 
 def _objective_and_panel(metric: dict[str, Any], dataset: str, seeds_per_trial: int) -> tuple[str, tuple[str, ...]]:

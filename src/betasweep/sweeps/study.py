@@ -538,7 +538,7 @@ def _requeue_interrupted(study: optuna.Study, number: int | None, *, echo: Calla
     trial = study.trials[number]
     if trial.state != optuna.trial.TrialState.FAIL:
         return
-    race = {k: v for k, v in trial.user_attrs.items() if k in ("race_seeds", "race_round")}  # a race's seed stays its seed
+    race = {k: v for k, v in trial.user_attrs.items() if k in ("race_seeds", "race_round", "race_images", "race_from", "race_task")}  # a race's task stays its task
     study.enqueue_trial(trial.params, user_attrs={**race, "retried_from": number})
     echo(f"trial {number}: {trial.user_attrs.get('fail_reason', 'stopped')}; marked failed and queued again")
 

@@ -29,7 +29,8 @@ import scipy.optimize
 import scipy.stats
 
 __all__ = ["ALPHA", "POWER", "MAX_SEEDS_SHOWN", "TREND_BUDGETS", "ConfigResult", "Comparison", "Verdict", "welch",
-           "verdict", "seeds_needed", "gap_trend"]
+           "verdict", "seeds_needed", "gap_trend", "paired", "compare", "equivalence_p", "holm", "spent_alpha",
+           "seeds_to_decide"]
 
 ALPHA = 0.05
 """Significance level of every test in the verdict (two-sided); intervals are at ``1 - ALPHA``."""
@@ -57,6 +58,8 @@ class ConfigResult:
         budgets: images seen (nominal, as the spec's ``metric.curve.budgets``) at which every seed's
             learning curve was scored; empty when its seeds have no (common) curve.
         curves: per seed, the metric at each of ``budgets`` (cheap settings), ``len(budgets)`` values each.
+        seeds: the training seed of each value (same order); empty when unknown. Two configurations
+            trained on the same seeds (``seed.policy: fixed``) are compared paired (:func:`compare`).
     """
 
     label: str
@@ -66,6 +69,7 @@ class ConfigResult:
     trials: tuple[int, ...] = ()
     budgets: tuple[int, ...] = ()
     curves: tuple[tuple[float, ...], ...] = ()
+    seeds: tuple[int, ...] = ()
 
     @property
     def n(self) -> int:
@@ -93,6 +97,7 @@ class Comparison:
         low, high: the ``1 - ALPHA`` interval ``difference ± t_{1-ALPHA/2, df} · se``.
         p_value: two-sided p of Welch's t-test (``scipy.stats.ttest_ind(a, b, equal_var=False)``).
         alpha: the test's level; the interval is at ``1 - alpha``.
+        test: ``"welch"`` (:func:`welch`) or ``"paired"`` (:func:`paired`: ``df = n - 1`` over the seeds both share).
     """
 
     a: ConfigResult
@@ -104,6 +109,7 @@ class Comparison:
     high: float
     p_value: float
     alpha: float = ALPHA
+    test: str = "welch"
 
     @property
     def distinguishable(self) -> bool:
@@ -129,6 +135,118 @@ def welch(a: ConfigResult, b: ConfigResult, alpha: float = ALPHA) -> Comparison 
     half = float(scipy.stats.t.ppf(1 - alpha / 2, df)) * se
     p_value = float(scipy.stats.ttest_ind(x, y, equal_var=False).pvalue)
     return Comparison(a, b, difference, se, float(df), difference - half, difference + half, p_value, alpha)
+
+
+def paired(a: ConfigResult, b: ConfigResult, alpha: float = ALPHA) -> Comparison | None:
+    """The paired t-test of ``a - b`` over the seeds both were trained with (``scipy.stats.ttest_rel``; Student
+    1908), with its ``1 - alpha`` interval ``mean(d) ± t_{1-alpha/2, n-1} · sd(d) / sqrt(n)`` of the per-seed
+    differences ``d``; None when they share fewer than 2 seeds. The pair's common seed removes the part of
+    the seed-to-seed spread both configurations share (same initialisation and data order), so with
+    ``seed.policy: fixed`` this is the test that fits the design. Zero spread of ``d``: p = 1 for a zero
+    mean, 0 otherwise (zero-width interval), as :func:`welch`."""
+    common = [s for s in a.seeds if s in set(b.seeds)]
+    if len(common) < 2:
+        return None
+    at_a, at_b = dict(zip(a.seeds, a.values)), dict(zip(b.seeds, b.values))
+    x = np.array([at_a[s] for s in common], dtype=float)
+    y = np.array([at_b[s] for s in common], dtype=float)
+    d = x - y
+    difference, n = float(d.mean()), len(d)
+    se = float(d.std(ddof=1) / math.sqrt(n))
+    if se == 0:
+        return Comparison(a, b, difference, 0.0, float(n - 1), difference, difference,
+                          1.0 if difference == 0 else 0.0, alpha, "paired")
+    half = float(scipy.stats.t.ppf(1 - alpha / 2, n - 1)) * se
+    p_value = float(scipy.stats.ttest_rel(x, y).pvalue)
+    return Comparison(a, b, difference, se, float(n - 1), difference - half, difference + half, p_value, alpha, "paired")
+
+
+def compare(a: ConfigResult, b: ConfigResult, alpha: float = ALPHA, *, pair: bool = False) -> Comparison | None:
+    """:func:`paired` when ``pair`` (the configurations train the same seeds) and they share at least 2 seeds,
+    else :func:`welch`."""
+    if pair:
+        result = paired(a, b, alpha)
+        if result is not None:
+            return result
+    return welch(a, b, alpha)
+
+
+def equivalence_p(comparison: Comparison, margin: float) -> float:
+    """p of the two one-sided tests (TOST; Schuirmann 1987) that ``|mean(a) - mean(b)| < margin``: the larger
+    p of ``H0: Δ <= -margin`` and ``H0: Δ >= +margin``; equivalence at level α when it is below α, i.e. when
+    the ``1 - 2α`` interval of Δ lies inside ``±margin``. ``statsmodels.stats.weightstats.ttost_paired`` for a
+    paired comparison, ``ttost_ind(usevar="unequal")`` (Welch) otherwise. ``margin`` in the metric's units."""
+    from statsmodels.stats.weightstats import ttost_ind, ttost_paired
+
+    if comparison.se == 0:
+        return 0.0 if abs(comparison.difference) < margin else 1.0
+    a, b = comparison.a, comparison.b
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if comparison.test == "paired":
+            common = [s for s in a.seeds if s in set(b.seeds)]
+            at_a, at_b = dict(zip(a.seeds, a.values)), dict(zip(b.seeds, b.values))
+            p = ttost_paired(np.array([at_a[s] for s in common]), np.array([at_b[s] for s in common]), -margin, margin)[0]
+        else:
+            p = ttost_ind(np.asarray(a.values, dtype=float), np.asarray(b.values, dtype=float), -margin, margin,
+                          usevar="unequal")[0]
+    return float(p)
+
+
+def holm(p_values: Sequence[float], alpha: float) -> list[bool]:
+    """Which of a round's hypotheses Holm's step-down procedure rejects at family-wise level ``alpha`` (Holm 1979):
+    sorted ascending, ``p_(i)`` is rejected while ``p_(j) <= alpha / (m - j + 1)`` for every ``j <= i``.
+    Equal to ``statsmodels.stats.multitest.multipletests(method="holm")`` (tests/sweeps/test_verdict.py), written
+    out because statsmodels 0.15 runs ``gc.collect()`` on every Holm call (0.3 s each; a simulated race makes
+    thousands)."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    rejected = [False] * len(p_values)
+    for rank, i in enumerate(order):
+        if p_values[i] > alpha / (len(p_values) - rank):
+            break
+        rejected[i] = True
+    return rejected
+
+
+def spent_alpha(alpha: float, information: float) -> float:
+    """The part of ``alpha`` a race may have spent once it has used ``information`` (in [0, 1]) of its largest
+    possible design: the Pocock-type spending function of Lan & DeMets (1983), ``alpha · ln(1 + (e - 1) t)``,
+    which spends more of ``alpha`` early than O'Brien-Fleming's (a race should be able to stop early). A round
+    tests at the increment over the previous rounds' total; by the union bound the chance that any round
+    separates two equal configurations is at most ``alpha`` whatever the correlation between rounds."""
+    t = min(max(float(information), 0.0), 1.0)
+    return alpha * math.log1p((math.e - 1) * t)
+
+
+def seeds_to_decide(comparison: Comparison, alpha: float, *, margin: float | None = None, power: float = POWER,
+                    limit: int = MAX_SEEDS_SHOWN, equivalence_alpha: float | None = None) -> int | None:
+    """Seeds per configuration at which the comparison's observed difference and spread would be decided with
+    ``power``: separated by the two-sided test at ``alpha`` (paired: ``statsmodels TTestPower`` on the per-seed
+    differences; Welch: ``TTestIndPower`` with the pooled SD), or, when ``margin`` is set and ``|Δ| < margin``,
+    called equivalent by TOST at ``alpha`` (approximated by the nearer one-sided test, effect
+    ``(margin - |Δ|) / sd``, at ``equivalence_alpha``, default ``alpha``). The smaller of the two; None above ``limit``."""
+    from statsmodels.stats.power import TTestIndPower, TTestPower
+
+    if comparison.test == "paired":
+        sd, analysis = comparison.se * math.sqrt(comparison.df + 1), TTestPower()
+    else:
+        x, y = np.asarray(comparison.a.values, dtype=float), np.asarray(comparison.b.values, dtype=float)
+        sd, analysis = math.sqrt((x.var(ddof=1) + y.var(ddof=1)) / 2), TTestIndPower()
+    difference = abs(comparison.difference)
+    if sd == 0:
+        return 2
+    candidates = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for n in range(2, limit + 1):
+            if difference > 0 and float(analysis.power(difference / sd, n, alpha, alternative="two-sided")) >= power:
+                candidates.append(n)
+                break
+            if margin is not None and difference < margin and float(
+                    analysis.power((margin - difference) / sd, n, equivalence_alpha or alpha, alternative="larger")) >= power:
+                candidates.append(n)
+                break
+    return min(candidates) if candidates else None
 
 
 def seeds_needed(comparison: Comparison, power: float = POWER, limit: int = MAX_SEEDS_SHOWN) -> int | None:
