@@ -2,8 +2,10 @@
 
 The spec is stored in the study's user attributes (``spec``), so a worker needs only the study's
 name and storage URL. Storage is Optuna's RDB storage (SQLite by default, PostgreSQL for many
-workers) with heartbeats: a trial whose worker died is failed after ``grace_period`` seconds and
-re-queued by :class:`optuna.storages.RetryHeartbeatStaleTrialCallback`, and its MLflow run is ended KILLED.
+workers) or, for several processes on one machine (``--jobs N``), Optuna's JournalStorage on a
+file (``betasweep.journal``), both with heartbeats: a trial whose worker died is failed after
+``grace_period`` seconds and re-queued by :class:`optuna.storages.RetryHeartbeatStaleTrialCallback`,
+and its MLflow run is ended KILLED.
 
 Workers of one study can share a study-wide target (``max_complete``): a worker starts a trial only
 while the study's COMPLETE plus RUNNING trials are fewer than the target, so the study ends with
@@ -26,7 +28,8 @@ import warnings
 from typing import Callable, Iterator
 
 import optuna
-from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.trial import TrialState
 
 from betasweep.errors import BetasweepError, ConfigError, DivergenceError
@@ -38,6 +41,9 @@ from betasweep.tracking import Tracker
 
 __all__ = [
     "DEFAULT_STORAGE",
+    "DEFAULT_JOURNAL",
+    "is_journal",
+    "local_storage",
     "make_sampler",
     "make_pruner",
     "make_storage",
@@ -54,6 +60,10 @@ __all__ = [
 ]
 
 DEFAULT_STORAGE = "sqlite:///betasweep.db"
+DEFAULT_JOURNAL = "betasweep.journal"
+"""The local study of several processes (``--jobs N`` with the default storage): Optuna's
+JournalStorage on this file, beside ``betasweep.db``."""
+JOURNAL_SUFFIXES = (".journal", ".log")
 HEARTBEAT_INTERVAL_S = 60
 GRACE_PERIOD_S = 180
 MAX_RETRY = 3
@@ -116,6 +126,77 @@ class _Storage(RDBStorage):
                          trial_id, _first_line(error))
 
 
+def is_journal(url: str) -> bool:
+    """Whether ``url`` names a journal file: a path (no ``scheme://``) ending ``.journal`` or ``.log``, as
+    Optuna's CLI and optuna-dashboard take a JournalFileBackend file for ``--storage``."""
+    return "://" not in url and url.endswith(JOURNAL_SUFFIXES)
+
+
+def local_storage(url: str, jobs: int = 1) -> str:
+    """The storage ``betasweep sweep`` / ``race`` use for ``url`` with ``jobs`` processes on this machine.
+
+    SQLite locks the whole file on each write and is for one process: with ``jobs > 1`` the default
+    ``sqlite:///betasweep.db`` becomes :data:`DEFAULT_JOURNAL` (Optuna's JournalStorage, whose
+    file backend several processes of one machine append to under a file lock). A SQLite URL the
+    user named is refused for ``jobs > 1``; any other URL (a journal file, PostgreSQL, the proxy)
+    is kept. With ``jobs == 1`` the default is :data:`DEFAULT_JOURNAL` when that file exists and
+    ``betasweep.db`` does not (the study of an earlier ``--jobs`` run), so ``betasweep report``
+    finds it without ``--storage``.
+
+    Raises:
+        ConfigError: ``jobs > 1`` with a SQLite URL other than the default.
+    """
+    if url == DEFAULT_STORAGE:
+        if jobs > 1 or (os.path.isfile(DEFAULT_JOURNAL) and not os.path.isfile("betasweep.db")):
+            return DEFAULT_JOURNAL
+        return url
+    if jobs > 1 and url.startswith("sqlite"):
+        raise ConfigError(f"--storage {url} with --jobs {jobs}: SQLite is for one process; give a journal file "
+                          f"(--storage {DEFAULT_JOURNAL}) or PostgreSQL for several")
+    return url
+
+
+class _JournalStorage(JournalStorage, BaseHeartbeat):
+    """Optuna's :class:`JournalStorage` on a file, with heartbeats (Optuna's journal has none).
+
+    Each running trial's worker appends its time as the trial's system attribute ``heartbeat``
+    every ``heartbeat_interval`` seconds; a RUNNING trial whose last heartbeat (or start) is older
+    than ``grace_period`` is stale: :func:`optuna.storages.fail_stale_trials` fails it and the
+    callback queues its retry, as with :class:`RDBStorage`. Processes share one clock (one machine).
+    """
+
+    def __init__(self, path: str, *, heartbeat_interval: int, grace_period: int, stale_trial_callback) -> None:
+        from optuna.storages.journal import JournalFileBackend
+
+        super().__init__(JournalFileBackend(path))
+        self.path = path
+        self.heartbeat_interval = heartbeat_interval
+        self.grace_period = grace_period
+        self._stale_trial_callback = stale_trial_callback
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        try:
+            self.set_trial_system_attr(trial_id, "heartbeat", time.time())
+        except (optuna.exceptions.UpdateFinishedTrialError, KeyError, RuntimeError, OSError) as error:
+            _log.debug("heartbeat of trial id %d not recorded: %s", trial_id, error)
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        now = time.time()
+        stale = []
+        for trial in self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
+            started = trial.datetime_start.timestamp() if trial.datetime_start else now
+            last = max(float(trial.system_attrs.get("heartbeat", 0.0)), started)  # a retry carries its attempt's
+            if now - last > self.grace_period:
+                stale.append(trial._trial_id)
+        return stale
+
+    def get_heartbeat_interval(self) -> int:
+        return self.heartbeat_interval
+
+    def get_heartbeat_stale_trial_callback(self):
+        return self._stale_trial_callback
+
+
 def make_sampler(spec: SweepSpec, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
     """The spec's sampler, seeded (``seed + seed_offset``: workers of one study pass distinct offsets)."""
     options = {k: v for k, v in spec.sampler.items() if k != "name"}
@@ -126,8 +207,11 @@ def make_sampler(spec: SweepSpec, seed_offset: int = 0) -> optuna.samplers.BaseS
         return optuna.samplers.TPESampler(seed=seed, **options)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    if name == "grid":  # every combination of the choices once, in a seeded order
-        return optuna.samplers.GridSampler({p.name: list(p.choices) for p in spec.search_space}, seed=seed)
+    if name == "grid":  # every combination once, in a seeded order: the same order in every worker (no offset),
+        # since trial n < grid size takes grid point n of the sampler's shuffled order
+        base = spec.sampler.get("seed")
+        return optuna.samplers.GridSampler({p.name: list(p.choices) for p in spec.search_space},
+                                           seed=None if base is None else int(base))
     return optuna.samplers.NSGAIISampler(seed=seed, **options)
 
 
@@ -174,14 +258,17 @@ def make_storage(
     """Optuna storage with heartbeats and retry of a dead worker's trial.
 
     Args:
-        url: ``sqlite:///file.db``, ``postgresql+psycopg://user:pw@host:port/db``, or
+        url: ``sqlite:///file.db``, ``postgresql+psycopg://user:pw@host:port/db``,
             ``grpc://host:port`` for ``betasweep storage-proxy`` (heartbeats through the proxy: see
-            :mod:`betasweep.sweeps.proxy`).
+            :mod:`betasweep.sweeps.proxy`), or a journal file ``PATH.journal`` / ``PATH.log``
+            (:func:`is_journal`; created if missing): Optuna's JournalStorage, for several
+            processes on one machine.
         tracking_uri: where the trials' MLflow runs are (to end a dead worker's run).
 
     Raises:
         ConfigError: the URL is not a database URL Optuna can open, or no proxy answers at it.
     """
+    url = local_storage(url)  # the default's journal, after a --jobs run (see local_storage)
     if url.startswith("grpc:"):
         from betasweep.sweeps.proxy import open_grpc_storage
 
@@ -189,6 +276,14 @@ def make_storage(
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         return open_grpc_storage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
                                  stale_trial_callback=_end_stale_run(tracking_uri))
+    if is_journal(url):
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # retry callback
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        try:
+            return _JournalStorage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
+                                   stale_trial_callback=_end_stale_run(tracking_uri))
+        except Exception as error:  # OSError: a folder that does not exist or cannot be written
+            raise ConfigError(f"--storage {url}: cannot open the journal file ({_first_line(error)})") from None
     engine_kwargs = {"pool_pre_ping": True} if url.startswith("postgresql") else {}
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats, retry callback
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -488,8 +583,16 @@ def _start_gate(study: optuna.Study, max_complete: int | None) -> Iterator["_Gat
 
     A transaction-scoped advisory lock keyed by the study's name, held on a connection of its own
     until ``gate.release()`` (or the block's end): a worker killed while holding it loses its
-    connection and with it the lock. Elsewhere (SQLite: one worker) the gate is a no-op.
+    connection and with it the lock. On a journal file, an exclusive ``flock`` of ``FILE.gate``
+    (the kernel drops it with a killed process). Elsewhere (SQLite: one worker) the gate is a no-op.
     """
+    if max_complete is not None and isinstance(study._storage, _JournalStorage):
+        gate = _Gate(_FileLock(study._storage.path + ".gate"))
+        try:
+            yield gate
+        finally:
+            gate.release()
+        return
     engine = _engine_of(study) if max_complete is not None else None
     if engine is None or engine.dialect.name != "postgresql":
         yield _Gate(None)
@@ -522,6 +625,26 @@ class _Gate:
         except Exception:  # the database went away: drop the connection, the lock went with it
             with contextlib.suppress(Exception):
                 connection.invalidate()
+
+
+class _FileLock:
+    """An exclusive ``fcntl.flock`` on ``path`` (created), held until :meth:`rollback`/:meth:`close` (the
+    :class:`_Gate` connection protocol)."""
+
+    def __init__(self, path: str) -> None:
+        import fcntl
+
+        self._file = open(path, "a")
+        fcntl.flock(self._file, fcntl.LOCK_EX)
+
+    def rollback(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self._file.close()  # closing the descriptor drops the lock
+
+    def invalidate(self) -> None:
+        self.close()
 
 
 def _engine_of(study: optuna.Study):
