@@ -34,8 +34,8 @@ from betasweep.cli._common import (CHECKPOINT_DIR_OPTION, TRACKING_HELP, echo, h
               help="Processes of one torch thread each that train the race's seeds on this machine (auto: one per "
                    "core); N > 1 needs a storage for several processes: a journal file (the default storage "
                    "becomes betasweep.journal) or PostgreSQL.")
-def race(study_name, storage, tracking_uri, max_seeds, alpha, rank_by, timeout, progress, heartbeat_interval,
-         grace_period, checkpoint_dir, jobs):
+def race(study_name, storage, tracking_uri, max_seeds, max_images, margin, max_total_images, alpha, rank_by, timeout,
+         progress, heartbeat_interval, grace_period, checkpoint_dir, jobs):
     """Race the study's configurations: each round adds one seed to every configuration not yet
     distinguishable from the best (Welch's t-test), drops those it separates, and stops when one stands
     alone, when max-seeds is reached, or at --timeout.
