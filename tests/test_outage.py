@@ -153,3 +153,56 @@ def test_study_create_with_mlflow_down_then_up_gives_a_working_study(postgres_se
         _assert_trials_logged(optuna.load_study(study_name=name, storage=postgres_url), server.uri, 1)
     finally:
         server.stop()
+
+
+@pytest.mark.slow
+def test_mlflow_down_past_the_retry_budget_queues_the_trial_which_resumes(postgres_server, postgres_url,
+                                                                           dsprites_path, tmp_path):
+    """The server stays down longer than BETASWEEP_MLFLOW_RETRY_S (5 s here): the trial ends FAIL and is queued
+    again, the worker exits with one line; with the server back, a worker runs the retry, which resumes from the
+    failed attempt's checkpoint (a shared --checkpoint-dir) and ends the failed attempt's run left RUNNING."""
+    from mlflow.tracking import MlflowClient
+
+    server = _mlflow(postgres_server, tmp_path)
+    name = f"budget-{secrets.token_hex(3)}"
+    spec = tiny_spec(dsprites_path, name, n_trials=1, train_samples=3200)
+    spec["fixed"] = {**spec["fixed"], "checkpoint_every": 20}
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+    assert run("study", "create", tmp_path / "spec.yaml", "--storage", postgres_url, "--tracking-uri", server.uri,
+               cwd=tmp_path).returncode == 0
+    worker_args = [*betasweep_command(), "worker", "--study", name, "--storage", postgres_url, "--no-progress",
+                   "--checkpoint-dir", str(tmp_path / "checkpoints")]
+    first = subprocess.Popen(worker_args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=_env(BETASWEEP_MLFLOW_RETRY_S="5"), cwd=tmp_path)
+    try:
+        study = optuna.load_study(study_name=name, storage=postgres_url)
+        deadline = time.monotonic() + 300
+        while not any(t.state == TrialState.RUNNING and (t.user_attrs.get("checkpoint_steps") or {}).get("0")
+                      for t in study.get_trials(deepcopy=False)):
+            assert first.poll() is None and time.monotonic() < deadline, first.communicate()[1][-3000:]
+            time.sleep(0.5)
+        kill_server(server)
+        _, err = first.communicate(timeout=300)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    lines = err.strip().splitlines()
+    assert first.returncode == 2 and lines[-1].startswith("betasweep: error: MLflow unreachable"), err[-3000:]
+    assert "Traceback" not in err and "queued again" in err, err[-3000:]
+    failed = study.trials[0]
+    assert failed.state == TrialState.FAIL and study.trials[1].state == TrialState.WAITING
+
+    server.start()
+    try:
+        second = run(*worker_args[len(betasweep_command()):], cwd=tmp_path)
+        assert second.returncode == 0, second.stderr[-3000:]
+        study = optuna.load_study(study_name=name, storage=postgres_url)
+        retry = study.trials[1]
+        assert retry.state == TrialState.COMPLETE and retry.user_attrs["attempt_of"] == failed.number
+        assert retry.user_attrs["resumed"]["0"]["step"] >= 20, retry.user_attrs["resumed"]
+        assert f"resuming at step {retry.user_attrs['resumed']['0']['step']}" in second.stderr
+        client = MlflowClient(server.uri)
+        assert client.get_run(failed.user_attrs["mlflow_run_id"]).info.status == "KILLED"
+        _assert_trials_logged(study, server.uri, 1)
+    finally:
+        server.stop()

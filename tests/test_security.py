@@ -296,8 +296,9 @@ def test_no_password_in_ps_logs_mlflow_or_report(postgres_server, postgres_url, 
     reported = run("report", "--study", name, "--tracking-uri", mlflow_server, "--out", report, env=env, cwd=tmp_path,
                    check=True)
     outputs.append(reported.stdout + reported.stderr)
-    swept = run("sweep", tmp_path / "spec.yaml", "--tracking-uri", mlflow_server, "--n-trials", "0", env=env,
-                cwd=tmp_path)
+    swept = run("sweep", tmp_path / "spec.yaml", "--tracking-uri", mlflow_server, "--n-trials", "1", env=env,
+                cwd=tmp_path)  # loads the study, prints its storage line, runs one more trial
+    assert swept.returncode == 0 and "storage postgresql+psycopg://" in swept.stderr, swept.stderr[-2000:]
     outputs.append(swept.stdout + swept.stderr)
     for text in outputs:
         assert password not in text, text[-2000:]
