@@ -17,6 +17,13 @@ on PostgreSQL: the stale trial is failed (the proxy's database serialises the st
 worker wins), its MLflow run is ended KILLED and its params are queued again
 (:class:`optuna.storages.RetryHeartbeatStaleTrialCallback`). Timestamps of different machines are
 compared, so their clocks must agree to well within the grace period (NTP does).
+
+Strangers are kept out: the study's user attributes (its spec, dataset path, tracking URI) are
+re-read by every worker, so whoever can write them steers every worker. With a token (the proxy's
+and the workers' ``BETASWEEP_PROXY_TOKEN``, or a file named by ``BETASWEEP_PROXY_TOKEN_FILE``; never
+argv, which ``ps`` shows to every user) each call must carry ``authorization: Bearer <token>``
+(:class:`TokenInterceptor`, a gRPC server interceptor; else ``UNAUTHENTICATED``). With a
+certificate the port speaks TLS (workers verify it with ``BETASWEEP_PROXY_CA``).
 """
 
 from __future__ import annotations
