@@ -86,6 +86,8 @@ def trials_frame(study: optuna.Study, spec: SweepSpec) -> pd.DataFrame:
             row["attempt_of"] = t.user_attrs["attempt_of"]
         if "race_round" in t.user_attrs:  # a seed the race added (sweeps/race.py)
             row["race_round"] = t.user_attrs["race_round"]
+        if t.user_attrs.get("race_images"):  # the race's rung: images seen by the trial's seed
+            row["race_images"] = t.user_attrs["race_images"]
         if t.state == TrialState.FAIL:
             row["fail_reason"] = t.user_attrs.get("fail_reason", "")
         rows.append(row)
@@ -128,6 +130,8 @@ def _groups(study: optuna.Study, spec: SweepSpec) -> list[tuple[dict[str, Any], 
     """Complete trials grouped by configuration (their searched params), in trial order."""
     groups: dict[tuple, tuple[dict[str, Any], list]] = {}
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if int(t.user_attrs.get("race_images") or spec.train_samples) != spec.train_samples:
+            continue  # a race's seed at a higher rung: its verdict is the race's (sweeps/race.py), not this budget's
         key = tuple(sorted((k, repr(v)) for k, v in t.params.items()))
         groups.setdefault(key, (dict(t.params), []))[1].append(t)
     return list(groups.values())
@@ -525,14 +529,17 @@ def write_report(study: optuna.Study, spec: SweepSpec, path: str | os.PathLike, 
 
 
 def _race_html(race: dict[str, Any] | None) -> list[str]:
-    """The race's rounds (:mod:`betasweep.sweeps.race`, the study's user attribute ``race``), if one ran."""
+    """The race's rounds and verdict (:mod:`betasweep.sweeps.race`, the study's user attribute ``race``), if one ran."""
     if not race or not race.get("rounds"):
         return []
-    status = {"decided": "decided: one configuration left", "undecided": "max_seeds reached, undecided",
-              "stopped": "stopped before it decided (start `betasweep race` again to resume)",
+    status = {"decided": "decided", "undecided": "max_seeds and max_images reached, not every comparison decided",
+              "budget": "stopped at its image budget", "stopped": "stopped before it decided (start `betasweep race` again to resume)",
               "running": "running"}.get(race.get("status"), race.get("status"))
-    return [f"<h2>Race: at most {race['max_seeds']} seeds per configuration, by {html.escape(race['metric'])}, "
-            f"Welch two-sided {race['alpha']:.0%} each round ({html.escape(str(status))})</h2>",
+    images = f" and {race['max_images']:,} images" if race.get("max_images") else ""
+    margin = f", margin ±{race['margin']:g}" if race.get("margin") else ""
+    return [f"<h2>Race: at most {race['max_seeds']} seeds{images} per configuration{margin}, by {html.escape(race['metric'])}, "
+            f"overall level {race['alpha']:.0%} ({html.escape(str(status))})</h2>",
+            *(["<p>" + "<br>".join(html.escape(line) for line in race["verdict"]) + "</p>"] if race.get("verdict") else []),
             "<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in race["rounds"]) + "</ul>"]
 
 
