@@ -80,7 +80,7 @@ def test_train_evaluate_traverse_on_real_dsprites(dsprites_path, tmp_path):
         (["train", "--latent-dim", "0", "--out", "OUT"], "--latent-dim"),
         (["train", "--dataset", "dsprites", "--out", "OUT"], "needs a data path"),
         (["evaluate", "/nonexistent/checkpoint.pt"], "checkpoint not found"),
-        (["evaluate", "/nonexistent/checkpoint.pt", "--panel", "mig,irs"], "unknown metric 'irs'"),
+        (["evaluate", "/nonexistent/checkpoint.pt", "--panel", "mig,mce"], "unknown metric 'mce'"),
         (["train", "--dataset", "mnist", "--out", "OUT"], "--dataset"),
     ],
 )

@@ -160,7 +160,10 @@ def test_panel_encodes_each_grid_image_once_and_gives_the_asked_keys(dsprites, d
     got = panel_scores(dsprites, represent, np.random.default_rng(0), config=config)
     assert represent.encoded == dsprites.num_images
     assert set(got) == {"beta_vae", "train_accuracy", "eval_accuracy", "factor_vae", "mig", "sap",
-                        "dci_disentanglement", "dci_completeness", "dci_informativeness"}
+                        "dci_disentanglement", "dci_completeness", "dci_informativeness",
+                        "modularity", "explicitness", "explicitness_train", "irs", "irs_active_dims",
+                        "gaussian_total_correlation", "wasserstein_correlation", "wasserstein_correlation_norm",
+                        "mutual_info_score"}
     assert got["beta_vae"] == got["eval_accuracy"] >= 0.99
     assert got["factor_vae"] >= 0.98 and got["dci_disentanglement"] >= 0.98
     only_mig = panel_scores(dsprites, represent, np.random.default_rng(0), metrics=("mig",), config=config)
@@ -171,8 +174,8 @@ def test_panel_encodes_each_grid_image_once_and_gives_the_asked_keys(dsprites, d
 def test_unknown_panel_metric_is_refused_by_name(dsprites):
     with pytest.raises(ConfigError, match="'higgins'"):
         MetricConfig(panel=("beta_vae", "higgins"))
-    with pytest.raises(ValueError, match="'irs'"):
-        panel_scores(dsprites, lambda x: x[:, 0, 0, :2], np.random.default_rng(0), metrics=("irs",))
+    with pytest.raises(ValueError, match="'mce'"):
+        panel_scores(dsprites, lambda x: x[:, 0, 0, :2], np.random.default_rng(0), metrics=("mce",))
 
 
 def test_evaluate_model_returns_the_panel_beside_the_statistics(dsprites, one_torch_thread):

@@ -87,6 +87,8 @@ def test_model_searched_twice_and_grid_sampler_are_refused():
         parse_spec(spec_with(GRID, sampler={"name": "grid"}))
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(1500)
 def test_six_trials_run_one_configuration_of_each_method_and_the_report_groups_them(dsprites_path, tmp_path):
     spec = tiny_spec(dsprites_path, study="methods", n_trials=6)
     spec["fixed"]["latent_dim"] = 4

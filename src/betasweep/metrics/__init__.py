@@ -15,10 +15,13 @@ from betasweep.metrics.encoding import Encoding, GridEncoding, LabelledEncoding,
 from betasweep.metrics.conditional import conditioned_value_wins, control, labelled_view, leakage
 from betasweep.metrics.evaluate import MetricConfig, disentanglement_score, evaluate_model, held_out
 from betasweep.metrics.factor_vae import factor_vae_score
+from betasweep.metrics.irs import irs
 from betasweep.metrics.mig import mig
+from betasweep.metrics.modularity import modularity_explicitness
 from betasweep.metrics.panel import DEFAULT_PANEL, PANEL_KEYS, PANEL_METRICS, check_panel, panel_scores
 from betasweep.metrics.sap import sap_score
 from betasweep.metrics.udr import udr, udr_images, udr_of_models
+from betasweep.metrics.unsupervised import unsupervised_scores
 from betasweep.metrics.vae import active_units, representation_function, vae_statistics
 from betasweep.metrics.weak_label import encode_images, weak_label_score
 
@@ -34,8 +37,11 @@ __all__ = [
     "dci",
     "encoding_of",
     "factor_vae_score",
+    "irs",
     "mig",
+    "modularity_explicitness",
     "panel_scores",
+    "unsupervised_scores",
     "sap_score",
     "udr",
     "udr_images",

@@ -18,8 +18,11 @@ from betasweep.metrics.beta_vae import beta_vae_score
 from betasweep.metrics.dci import dci
 from betasweep.metrics.encoding import WHOLE_GRID_MAX, Encoding, GridEncoding, encoding_of, held_out
 from betasweep.metrics.factor_vae import factor_vae_score
+from betasweep.metrics.irs import irs
 from betasweep.metrics.mig import mig
+from betasweep.metrics.modularity import modularity_explicitness
 from betasweep.metrics.sap import sap_score
+from betasweep.metrics.unsupervised import unsupervised_scores
 from betasweep.metrics.weak_label import weak_label_score
 
 if TYPE_CHECKING:
@@ -27,7 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_PANEL", "PANEL_KEYS", "PANEL_METRICS", "check_panel", "panel_scores"]
 
-PANEL_METRICS = ("beta_vae", "factor_vae", "mig", "sap", "dci")
+PANEL_METRICS = ("beta_vae", "factor_vae", "mig", "sap", "dci", "modularity", "irs", "unsupervised")
 """Every metric of the panel, in a fixed order: metric ``i`` draws from child ``i`` of the rng."""
 
 DEFAULT_PANEL = ("beta_vae", "factor_vae", "mig", "sap")
@@ -39,6 +42,9 @@ PANEL_KEYS = {
     "mig": ("mig",),
     "sap": ("sap",),
     "dci": ("dci_disentanglement", "dci_completeness", "dci_informativeness"),
+    "modularity": ("modularity", "explicitness"),
+    "irs": ("irs",),
+    "unsupervised": ("gaussian_total_correlation", "wasserstein_correlation", "mutual_info_score"),
 }
 """The keys each metric adds to :func:`panel_scores`' result on ground-truth data. On CelebA
 ``beta_vae`` adds ``weak_label``, ``train_accuracy``, ``eval_accuracy`` and ``factor_vae`` adds nothing."""
@@ -87,7 +93,15 @@ def panel_scores(
         - ``mig``: :func:`~betasweep.metrics.mig.mig` (Chen et al. 2018);
         - ``sap``: :func:`~betasweep.metrics.sap.sap_score` (Kumar et al. 2018);
         - ``dci_disentanglement``, ``dci_completeness``, ``dci_informativeness``:
-          :func:`~betasweep.metrics.dci.dci` (Eastwood & Williams 2018).
+          :func:`~betasweep.metrics.dci.dci` (Eastwood & Williams 2018);
+        - ``modularity``, ``explicitness`` (and ``explicitness_train``):
+          :func:`~betasweep.metrics.modularity.modularity_explicitness` (Ridgeway & Mozer 2018);
+        - ``irs`` (and ``irs_active_dims``): :func:`~betasweep.metrics.irs.irs` (Suter et al. 2019);
+        - ``gaussian_total_correlation``, ``wasserstein_correlation`` (and ``wasserstein_correlation_norm``),
+          ``mutual_info_score``: :func:`~betasweep.metrics.unsupervised.unsupervised_scores` (disentanglement_lib's
+          unsupervised scores; lower is more factorised).
+
+        Modularity, IRS and the unsupervised scores need ground-truth data (skipped on CelebA).
 
         On CelebA (no simulator) ``beta_vae`` gives the weak-label variant under ``weak_label``
         (and ``train_accuracy``, ``eval_accuracy``; :func:`~betasweep.metrics.weak_label_score`),
@@ -130,6 +144,15 @@ def panel_scores(
             out.update(sap_score(scored, encoding, child, num_train=config.num_train, num_eval=config.num_eval))
         elif name == "dci":
             out.update(dci(scored, encoding, child, num_train=config.num_train, num_eval=config.num_eval))
+        elif not isinstance(scored, GroundTruthData):
+            continue  # modularity, irs, unsupervised: dlib defines them on ground-truth data
+        elif name == "modularity":
+            out.update(modularity_explicitness(scored, encoding, child, num_train=config.num_train,
+                                               num_eval=config.num_eval))
+        elif name == "irs":
+            out.update(irs(scored, encoding, child, num_train=config.num_train))
+        elif name == "unsupervised":
+            out.update(unsupervised_scores(scored, encoding, child, num_train=config.num_train))
     return out
 
 
@@ -138,7 +161,8 @@ def _draws(metrics: tuple[str, ...], config) -> int:
     plus its variance images, the others one per point."""
     points = config.num_train + config.num_eval
     per_metric = {"beta_vae": 2 * config.batch_size * points, "factor_vae": config.batch_size * points + config.num_train,
-                  "mig": config.num_train, "sap": points, "dci": points}
+                  "mig": config.num_train, "sap": points, "dci": points, "modularity": points,
+                  "irs": config.num_train, "unsupervised": config.num_train}
     return sum(per_metric[name] for name in metrics)
 
 
