@@ -41,6 +41,7 @@ from cpu_options import bench_cpu_options  # noqa: E402
 from sweep_overhead import bench_sweep_overhead  # noqa: E402
 from dataset_memory import bench_dataset_memory  # noqa: E402
 from curve_cost import bench_curve_cost  # noqa: E402
+from decide import bench_decide  # noqa: E402
 from jobs import bench_jobs  # noqa: E402
 
 
@@ -353,13 +354,14 @@ BENCHMARKS: dict[str, Callable[[Context], dict]] = {
     "cpu_options": bench_cpu_options,
     "dataset_memory": bench_dataset_memory,
     "curve_cost": bench_curve_cost,
+    "decide": bench_decide,
     "jobs": bench_jobs,
     # Add a benchmark as a function (ctx: Context) -> dict built with _harness.record(...), e.g. in a
     # module benchmarks/<name>.py imported here, and register it in this dict.
 }
 
 # Need PostgreSQL (and an mlflow server) and take minutes: run them with --only, or in a full run.
-NOT_QUICK = {"storage_latency", "trials_per_hour", "sweep_overhead", "storage_proxy", "cpu_options"}
+NOT_QUICK = {"storage_latency", "trials_per_hour", "sweep_overhead", "storage_proxy", "cpu_options", "decide"}
 
 
 def main(argv: list[str] | None = None) -> int:

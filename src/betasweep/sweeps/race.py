@@ -35,15 +35,18 @@ nothing below ``max_images`` is decided.
 Extend or add seeds (:func:`next_step`), for the undecided comparisons, comparing the images each way
 is expected to take to a decision:
 
-1. at rung 0 (below ``max_images``): extend (no change of the gap has been seen yet);
-2. if the rungs say the gap is still changing (the change of some undecided gap over the last doubling
-   has an interval at ``alpha`` that excludes 0): extend;
-3. otherwise the seeds per configuration at which the observed difference and spread would be decided
-   with 80% power at this rung (:func:`~betasweep.sweeps.verdict.seeds_to_decide`; None above
-   ``max_seeds``) cost ``E_seeds = Σ (n_needed - n) · rung`` images; the next rung costs
-   ``E_extend = Σ n · (next rung - rung)``. Add seeds when ``E_seeds < E_extend``, else extend;
-4. at ``max_images``: add seeds (up to the seeds needed, at least one more) until ``max_seeds``; then
-   the race stops undecided.
+1. below ``max_images``, at rung 0 (no change of the gap seen yet): extend;
+2. fewer than 3 seeds a side (:data:`MIN_TEST_SEEDS`): add seeds up to 3;
+3. if the rungs say a gap is still changing (the paired change of some undecided gap over the last
+   doubling has a 95% interval that excludes 0: its power is measured by ``benchmarks/decide.py``): extend;
+4. otherwise, with ``n*`` the seeds each at which the cheapest undecided comparison would be decided with
+   80% power at this rung (both its tests, here and projected; :func:`~betasweep.sweeps.verdict.seeds_to_decide`,
+   none above ``max_seeds``) and ``n_here`` the same for the test here alone: adding seeds costs
+   ``E_seeds = Σ (n* - n) · rung`` images, extending ``E_extend = Σ n · (next - rung) + Σ (n_here - n) · next``
+   (the next rung, then the seeds its test alone would still need there). Add seeds when ``E_seeds <
+   E_extend``, else extend;
+5. at ``max_images``: add seeds (up to ``n*``, at least one more each) until ``max_seeds``; then the race
+   stops undecided.
 
 The race stops *decided* when no comparison is undecided, at ``max_seeds`` and ``max_images``
 (undecided), at ``race.max_total_images`` images trained by the race (``budget``), or at a deadline.
@@ -672,8 +675,8 @@ def race_study(
 
     echo = echo or (lambda message: None)
     metric = rank_by or spec.objective
-    if spec.objective == "udr":
-        raise ConfigError("race: the objective udr compares a trial's models with each other; a seed added by the race "
+    if spec.objective in ("udr", "model_centrality"):
+        raise ConfigError(f"race: the objective {spec.objective} compares a trial's models with each other; a seed added by the race "
                           "has no UDR of its own")
     keys = panel_value_keys(spec)
     if metric not in keys:
