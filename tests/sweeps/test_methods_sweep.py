@@ -108,3 +108,18 @@ def test_six_trials_run_one_configuration_of_each_method_and_the_report_groups_t
     verdict = page[page.index("Verdict"):page.index("</div>")]
     assert "model=" in verdict or "undecided" in verdict or "equivalent" in verdict, verdict
     print(proc.stdout)
+
+
+@pytest.mark.timeout(1200)
+def test_model_centrality_is_a_label_free_objective_across_a_trials_seeds(dsprites_path, tmp_path):
+    spec = tiny_spec(dsprites_path, study="centrality", n_trials=1)
+    spec.update(search_space={}, model={"beta_vae": {"beta": [1.0]}}, seeds_per_trial=2, train_samples=480)
+    spec["metric"] = {"seed": 0, "objective": "model_centrality", "panel": ["mig"],
+                      "full": {"num_train": 100, "num_eval": 50, "batch_size": 16, "num_stat_samples": 128}}
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+    run_betasweep("sweep", "spec.yaml", "--no-progress", cwd=tmp_path)
+    study = optuna.load_study(study_name="centrality", storage=f"sqlite:///{tmp_path / 'betasweep.db'}")
+    trial = study.trials[0]
+    per_model = [seed["model_centrality"] for seed in trial.user_attrs["per_seed"]]
+    assert len(per_model) == 2 and all(0.0 <= v <= 1.0 for v in per_model)
+    assert trial.value == pytest.approx(sum(per_model) / 2)

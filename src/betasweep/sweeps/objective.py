@@ -61,10 +61,11 @@ from betasweep.errors import DivergenceError
 from betasweep.figures import save_figures, save_kl_chart
 from betasweep.metrics import (disentanglement_score, evaluate_model, labelled_view, panel_scores,
                                representation_function, udr_images, udr_of_models)
+from betasweep.metrics.model_centrality import model_centrality_of_models
 from betasweep.models import ModelConfig, beta_norm
 from betasweep.models.vae import family_values
 from betasweep.sweeps.resume import Resume, fits_configs
-from betasweep.sweeps.spec import SweepSpec, panel_metric_of
+from betasweep.sweeps.spec import LABEL_FREE, SweepSpec, panel_metric_of
 from betasweep.training import TrainConfig, train
 from betasweep.tracking import Tracker, TrialRun
 
@@ -77,7 +78,8 @@ USER_ATTRS = ("train_accuracy", "recon_loss", "kl", "kl_per_dim", "elbo", "activ
               "wall_time_s", "train_wall_time_s")
 
 SCALAR_KEYS = ("beta_vae", "weak_label", "factor_vae", "mig", "sap", "dci_disentanglement", "dci_completeness",
-               "dci_informativeness", "udr", "train_accuracy", "eval_accuracy", "recon_loss", "kl", "elbo",
+               "dci_informativeness", "udr", "model_centrality", "modularity", "explicitness", "irs",
+               "gaussian_total_correlation", "wasserstein_correlation", "mutual_info_score", "train_accuracy", "eval_accuracy", "recon_loss", "kl", "elbo",
                "active_units", "wall_time_s", "train_wall_time_s")
 """Per-seed metrics a trial summarises by mean (and standard error): the panel's keys, UDR, the VAE statistics."""
 
@@ -349,7 +351,7 @@ class Objective:
                     prefix = f"seed-{index}/" if several else ""
                     logged: set[int] = set()  # images seen of the curve points logged to the run live
                     done = resume.finished_seed(index, prefix, Path(workdir) / f"seed-{index}", intermediate,
-                                                load_model=spec.objective == "udr")
+                                                load_model=spec.objective in LABEL_FREE)
                     checkpoint = resume.checkpoint_path(index, Path(workdir) / f"seed-{index}")
                     if done is None:
                         start_step = resume.prepare_checkpoint(index, prefix, checkpoint, fits_configs(spec, params, seed, data))
@@ -370,7 +372,7 @@ class Objective:
                         train_config = build_configs(spec, params, seed, data.num_channels)[1]
                         trained.append(((train_config.num_steps - start_step) * train_config.batch_size,
                                         float(metrics.get("train_wall_time_s", 0.0)), train_config.device))
-                    if spec.objective == "udr":
+                    if spec.objective in LABEL_FREE:
                         models.append(model)
                     if several:
                         run.log_metrics({f"{prefix}{k}": v for k, v in metrics.items() if k != "dimension_names"},
@@ -383,6 +385,8 @@ class Objective:
                     resume.seed_finished(index, metrics, intermediate)
                 if spec.objective == "udr":
                     self._udr(data, models, per_seed)
+                elif spec.objective == "model_centrality":
+                    self._model_centrality(models, per_seed)
             summary = summarise_seeds(per_seed)
             value = objective_value(summary, spec.objective)
             best_index = max(range(len(per_seed)), key=lambda i: objective_value(per_seed[i], spec.objective))
@@ -440,6 +444,17 @@ class Objective:
                                images, np.random.default_rng(udr_seq))
         for metrics, score in zip(per_seed, result["udr_per_model"]):
             metrics["udr"] = score
+
+    def _model_centrality(self, models: list, per_seed: list[dict[str, Any]]) -> None:
+        """ModelCentrality of the trial's models (Lin et al. 2020; :func:`~betasweep.metrics.model_centrality.
+        model_centrality_of_models`, latents drawn with the metric seed); each seed's score into ``per_seed``."""
+        rng = np.random.default_rng(np.random.SeedSequence(self.spec.metric.seed).spawn(7)[6])
+        result = model_centrality_of_models(models, [np.asarray(m["kl_per_dim"]) for m in per_seed], rng,
+                                            batch_size=min(64, self.spec.metric.batch_size),
+                                            num_train=min(500, self.spec.metric.num_train),
+                                            num_eval=min(250, self.spec.metric.num_eval))
+        for metrics, score in zip(per_seed, result["model_centrality_per_model"]):
+            metrics["model_centrality"] = score
 
     def _on_record(self, trial: optuna.Trial, run: TrialRun, data, index: int, prefix: str,
                    intermediate: dict[float, list[float]], logged: set[int] | None = None):

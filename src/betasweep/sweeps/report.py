@@ -107,8 +107,8 @@ def panel_value_keys(spec: SweepSpec) -> list[str]:
             keys.append("weak_label" if celeba else "beta_vae")
         elif not (name == "factor_vae" and celeba):
             keys.extend(PANEL_KEYS[name])
-    if spec.objective == "udr":
-        keys.append("udr")
+    if spec.objective in ("udr", "model_centrality"):
+        keys.append(spec.objective)
     return list(dict.fromkeys([spec.objective, *keys]))
 
 
@@ -348,7 +348,7 @@ def _figures(study: optuna.Study, spec: SweepSpec, frame: pd.DataFrame, configs:
 METRIC_NAMES = {
     "beta_vae": "Higgins et al. (2017) score", "weak_label": "weak-label Higgins score", "factor_vae": "FactorVAE score",
     "mig": "MIG", "sap": "SAP", "dci_disentanglement": "DCI disentanglement", "dci_completeness": "DCI completeness",
-    "dci_informativeness": "DCI informativeness", "udr": "UDR",
+    "dci_informativeness": "DCI informativeness", "udr": "UDR", "model_centrality": "ModelCentrality",
 }
 
 
@@ -597,8 +597,8 @@ def reseed_top(
         One row per configuration: trial, params, seeds, ``mean_score``, ``std_score``, scores; best mean first.
     """
     echo = echo or (lambda message: None)
-    if spec.objective == "udr":
-        raise ConfigError("--reseed: the objective udr compares a trial's models with each other; one more seed has no "
+    if spec.objective in ("udr", "model_centrality"):
+        raise ConfigError(f"--reseed: the objective {spec.objective} compares a trial's models with each other; one more seed has no "
                           "UDR of its own (the trial's seeds_per_trial already measures its spread)")
     complete = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: -t.values[0])
     chosen, seen = [], set()

@@ -82,9 +82,14 @@ OBJECTIVE_METRICS: dict[str, str | None] = {
     "dci_completeness": "dci",
     "dci_informativeness": "dci",
     "udr": None,
+    "model_centrality": None,
 }
 """``metric.objective`` values and the panel metric that computes each (UDR compares a trial's
 seeds with each other after they are all trained: no panel metric)."""
+
+
+LABEL_FREE = ("udr", "model_centrality")
+"""Objectives that compare a trial's seeds' models with each other, without labels (UDR, ModelCentrality)."""
 
 
 def panel_metric_of(objective: str) -> str | None:
@@ -423,8 +428,8 @@ def parse_spec(raw: Any, *, base_dir: str | os.PathLike | None = None) -> SweepS
     full = _metric_config(metric.get("full", {}), "metric.full", metric_seed, panel)
     intermediate, at = None, ()
     if metric.get("intermediate"):
-        _require(objective != "udr", "metric.intermediate: UDR compares a trial's trained seeds with each other and "
-                                     "has no score part-way through one seed; remove metric.intermediate")
+        _require(objective not in LABEL_FREE, f"metric.intermediate: {objective} compares a trial's trained seeds with "
+                                              "each other and has no score part-way through one seed; remove metric.intermediate")
         intermediate = _metric_config(metric["intermediate"], "metric.intermediate", metric_seed, (panel_metric_of(objective),))
         at = tuple(float(a) for a in metric["intermediate"].get("at", [0.5]))
         _require(all(0 < a < 1 for a in at), "metric.intermediate.at: fractions of the budget must be in (0, 1)")
@@ -577,8 +582,8 @@ def _race(raw: Any, objective: str, seeds_per_trial: int) -> RaceConfig | None:
         return None
     _require(isinstance(raw, dict), "race: expected a mapping {max_seeds, max_images, margin, alpha}")
     _unknown(raw, {"max_seeds", "alpha", "max_images", "margin", "max_total_images"}, "race")
-    _require(objective != "udr", "race: the objective udr compares a trial's models with each other; a seed added "
-                                 "by the race has no UDR of its own")
+    _require(objective not in LABEL_FREE, f"race: the objective {objective} compares a trial's models with each other; "
+                                          f"a seed added by the race has no {objective} of its own")
     race = RaceConfig(**raw)
     _require(race.max_seeds >= seeds_per_trial, f"race.max_seeds: {race.max_seeds} is fewer than the "
                                                 f"{seeds_per_trial} seeds each trial already trains")
@@ -608,8 +613,8 @@ def _objective_and_panel(metric: dict[str, Any], dataset: str, seeds_per_trial: 
     else:
         _require(objective != "weak_label", f"metric.objective: weak_label is the CelebA variant of the Higgins score; "
                                             f"on {dataset} use beta_vae")
-    _require(objective != "udr" or seeds_per_trial >= 2,
-             f"metric.objective: udr compares the models of a trial's seeds; it needs seeds_per_trial >= 2, "
+    _require(objective not in LABEL_FREE or seeds_per_trial >= 2,
+             f"metric.objective: {objective} compares the models of a trial's seeds; it needs seeds_per_trial >= 2, "
              f"got {seeds_per_trial}")
     raw_panel = metric.get("panel", list(DEFAULT_PANEL))
     raw_panel = [raw_panel] if isinstance(raw_panel, str) else raw_panel
