@@ -36,13 +36,16 @@ from betasweep.cli._common import (CHECKPOINT_DIR_OPTION, TRACKING_HELP, echo, h
                    "becomes betasweep.journal) or PostgreSQL.")
 def race(study_name, storage, tracking_uri, max_seeds, max_images, margin, max_total_images, alpha, rank_by, timeout,
          progress, heartbeat_interval, grace_period, checkpoint_dir, jobs):
-    """Race the study's configurations: each round adds one seed to every configuration not yet
-    distinguishable from the best (Welch's t-test), drops those it separates, and stops when one stands
-    alone, when max-seeds is reached, or at --timeout.
+    """Race the study's configurations until each comparison with the best is decided: worse, equivalent
+    (within --margin, two one-sided tests) or undecided at max-seeds and max-images. Each round either
+    extends every seed still racing to the next rung of images seen (doubling from the study's
+    train_samples up to --max-images, each continued from its checkpoint) or adds seeds at this rung,
+    whichever the data says costs fewer images to a decision; tests are paired where configurations share
+    seeds (Welch otherwise), Holm within a round, alpha spent over the rounds.
 
-    A round's seeds are trials of the study: `betasweep worker` processes of the same study (on any
+    A round's tasks are trials of the study: `betasweep worker` processes of the same study (on any
     machine, PostgreSQL or the storage proxy) take them too. Stopped or killed, the race resumes where it
-    was when started again; no seed is trained twice.
+    was when started again; no task is queued twice.
     """
     from betasweep.errors import ConfigError
     from betasweep.sweeps.race import race_study
