@@ -28,6 +28,7 @@ from betasweep.data.base import GroundTruthData
 
 __all__ = [
     "Encoding",
+    "FreshEncoding",
     "GridEncoding",
     "LabelledEncoding",
     "WHOLE_GRID_MAX",
@@ -243,6 +244,57 @@ class LabelledEncoding(Encoding):
             n_train = n if num_eval == 0 else min(n - 1, max(1, round(n * num_train / (num_train + num_eval))))
             train, held = order[:n_train], order[n_train:]
         return self.codes[train], self.attributes[train], self.codes[held], self.attributes[held]
+
+
+class FreshEncoding(GridEncoding):
+    """Codes of ground-truth images drawn anew at every request, each with a fresh nuisance: no cache.
+
+    disentanglement_lib draws a new nuisance for every sample (``color_dsprites``' colour,
+    ``noisy_dsprites``' background noise, ``smallnorb``'s instance: ``sample_observations_from_factors``
+    with the metric's random state); :class:`GridEncoding` caches one code per grid point, whose image
+    carries one fixed nuisance. This encoding calls ``data.images_from_factors(factors, rng)`` for every
+    factor vector asked for (repeats included), so a metric sees dlib's distribution, at the cost of
+    encoding every image it draws (the Higgins score draws 2 · 64 per point).
+
+    Args:
+        data: ground-truth data whose ``images_from_factors`` takes an ``rng`` for its nuisance.
+        representation_fn: ``(n, C, 64, 64) float32 → (n, d)``, deterministic.
+        rng: the nuisance draws' randomness.
+        encode_batch_size: images per call of ``representation_fn``.
+    """
+
+    def __init__(self, data: GroundTruthData, representation_fn: RepresentationFn, rng: np.random.Generator, *,
+                 encode_batch_size: int = 2048):
+        super().__init__(data, representation_fn, encode_batch_size=encode_batch_size)
+        self.rng = rng
+        self.images_encoded = 0
+        self._dims: int | None = None
+
+    @property
+    def num_dims(self) -> int:
+        if self._dims is None:
+            raise ValueError("no image encoded yet")
+        return self._dims
+
+    def encode_all(self) -> "FreshEncoding":
+        """Nothing to cache: every request draws its images."""
+        return self
+
+    def codes(self, flat: np.ndarray) -> np.ndarray:
+        flat = np.asarray(flat, dtype=np.int64)
+        return self.codes_of_factors(self.data.factors_from_flat_index(flat.reshape(-1))).reshape(*flat.shape, -1)
+
+    def codes_of_factors(self, factors: np.ndarray) -> np.ndarray:
+        factors = np.asarray(factors)
+        rows = factors.reshape(-1, self.num_factors)
+        out = []
+        for start in range(0, len(rows), self.encode_batch_size):
+            chunk = rows[start:start + self.encode_batch_size]
+            out.append(_as_codes(self.representation_fn(self.data.images_from_factors(chunk, self.rng)), len(chunk)))
+        self.images_encoded += len(rows)
+        codes = np.concatenate(out) if out else np.zeros((0, self._dims or 0))
+        self._dims = codes.shape[1]
+        return codes.reshape(*factors.shape[:-1], self._dims)
 
 
 def encoding_of(data, representation, *, encode_batch_size: int | None = None) -> Encoding:

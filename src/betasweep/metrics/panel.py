@@ -16,7 +16,7 @@ import numpy as np
 from betasweep.data.base import GroundTruthData
 from betasweep.metrics.beta_vae import beta_vae_score
 from betasweep.metrics.dci import dci
-from betasweep.metrics.encoding import WHOLE_GRID_MAX, Encoding, GridEncoding, encoding_of, held_out
+from betasweep.metrics.encoding import WHOLE_GRID_MAX, Encoding, FreshEncoding, GridEncoding, encoding_of, held_out
 from betasweep.metrics.factor_vae import factor_vae_score
 from betasweep.metrics.irs import irs
 from betasweep.metrics.mig import mig
@@ -67,6 +67,7 @@ def panel_scores(
     *,
     metrics: Sequence[str] | None = None,
     config: "MetricConfig | None" = None,
+    fresh_nuisance: bool = False,
 ) -> dict[str, float]:
     """Score one representation with the metrics of the panel, from one encoding of the data.
 
@@ -79,6 +80,10 @@ def panel_scores(
             ``rng.spawn(len(PANEL_METRICS))`` (``SeedSequence`` spawning), so adding a metric to
             the panel leaves the others' values as they were.
         metrics: names from :data:`PANEL_METRICS`; default ``config.panel``.
+        fresh_nuisance: encode every image the metrics draw anew, with a fresh nuisance (colour, noise,
+            smallNORB instance) from a child of the rng spawned after the metrics', as disentanglement_lib does
+            (:class:`~betasweep.metrics.encoding.FreshEncoding`; ground-truth data only; no cache,
+            so each metric encodes what it draws); default: one cached code per grid point.
         config: a :class:`~betasweep.metrics.evaluate.MetricConfig`: ``batch_size``, ``num_train``,
             ``num_eval`` for every metric (disentanglement_lib's defaults are 64, 10,000 and 5,000 for
             all of them; FactorVAE's global variances use ``num_train`` images, dlib's 10,000),
@@ -123,10 +128,16 @@ def panel_scores(
     config = config if config is not None else MetricConfig()
     metrics = check_panel(config.panel if metrics is None else metrics)
     scored = held_out(data)
-    encoding = encoding_of(scored, representation_fn)
-    if isinstance(encoding, GridEncoding) and scored.num_images <= min(WHOLE_GRID_MAX, _draws(metrics, config)):
-        encoding.encode_all()
     children = dict(zip(PANEL_METRICS, rng.spawn(len(PANEL_METRICS))))
+    if fresh_nuisance:
+        if not isinstance(scored, GroundTruthData) or isinstance(representation_fn, Encoding):
+            raise ValueError("fresh_nuisance needs ground-truth data and a representation function")
+        nuisance = rng.spawn(1)[0]  # the child after the metrics' own: their draws are unchanged
+        encoding = FreshEncoding(scored, representation_fn, nuisance)
+    else:
+        encoding = encoding_of(scored, representation_fn)
+    if not fresh_nuisance and isinstance(encoding, GridEncoding) and scored.num_images <= min(WHOLE_GRID_MAX, _draws(metrics, config)):
+        encoding.encode_all()
     out: dict[str, float] = {}
     for name in metrics:
         child = children[name]
