@@ -38,7 +38,7 @@ def test_each_seed_logs_its_learning_curve_as_a_stepped_metric(raced):
 def test_the_race_adds_seeds_only_where_undecided_and_never_twice(raced, dsprites_path):
     _, study, proc, _, _ = raced
     race = study.user_attrs["race"]
-    assert race["status"] in ("decided", "undecided") and race["rounds"][0].startswith("round 0: 2 configurations left")
+    assert race["status"] in ("decided", "undecided") and race["rounds"][0].startswith("round 0 at 800 images")
     racing = [t for t in study.trials if "race_seeds" in t.user_attrs]
     assert all(t.state == TrialState.COMPLETE for t in study.trials)
     from betasweep.sweeps.spec import parse_spec
@@ -48,9 +48,12 @@ def test_the_race_adds_seeds_only_where_undecided_and_never_twice(raced, dsprite
         seeds = [s for t in study.trials if t.params["beta"] == beta for s in (t.user_attrs["seeds"])]
         assert len(seeds) == len(set(seeds)) <= 3  # no seed trained twice, at most max_seeds
         assert seeds[:2] == parsed.seeds_for(0) and seeds[2:] == [parsed.seed_at(0, 2)][: len(seeds) - 2]
-    if race["status"] == "undecided":  # both still racing after round 0: one seed each, then max_seeds
-        assert len(racing) == 2 and "max_seeds = 3 did not decide it" in proc.stderr
-    assert "race round 0: 2 configurations left" in proc.stderr
+    assert len(racing) == 2  # a test needs 3 seeds a side (race.MIN_TEST_SEEDS): one more each, then max_seeds
+    if race["status"] == "undecided":
+        assert "max_seeds and max_images reached, not every comparison decided" in proc.stderr
+    assert "race round 0 at 800 images (level 0)" in proc.stderr
+    assert any(word in line for line in race["verdict"][1:-1] for word in ("worse", "equivalent", "undecided"))
+    assert race["verdict"][-1].startswith("Cost: ") and "The fixed design (2 configurations × 3 seeds × 800 images)" in race["verdict"][-1]
 
 
 def test_the_report_plots_the_learning_curves_and_shows_the_race(raced):
@@ -61,12 +64,15 @@ def test_the_report_plots_the_learning_curves_and_shows_the_race(raced):
     html = (directory / "betasweep-report-race.html").read_text()
     assert "<h2>Learning curves: each panel value against images seen" in html
     assert '"images seen"' in html or "images seen" in html.split("Learning curves", 1)[1][:20000]
-    assert "<h2>Race: at most 3 seeds per configuration" in html
+    assert "<h2>Race: at most 3 seeds and 800 images per configuration" in html
 
 
 @pytest.mark.parametrize("args, needle", [
     (["--max-seeds", "2"], "--max-seeds 2: fewer than the 3 seeds"),
     (["--rank-by", "accuracy"], "--rank-by 'accuracy': this study records beta_vae"),
+    (["--margin", "0"], "--margin 0: expected a margin > 0 in the metric's units"),
+    (["--margin", "-0.1"], "--margin -0.1: expected a margin > 0"),
+    (["--max-images", "400"], "--max-images 400: below the 800 images each seed of study 'race' already trained"),
 ])
 def test_race_refuses_bad_input_in_one_line(raced, args, needle):
     directory, _, _, storage, tracking_uri = raced
@@ -94,3 +100,45 @@ def test_race_on_one_seed_per_trial_without_room_for_seeds_is_refused(dsprites_p
     assert proc.stderr.strip().splitlines()[-1] == (
         "betasweep: error: --max-seeds 1: the study's trials have 1 seed each and a Welch test needs 2 a side; "
         "give --max-seeds >= 2 so that the race can add seeds")
+
+
+def test_race_extends_every_seed_from_its_checkpoint_and_trains_no_image_twice(raced):
+    """The raced study raced again with --max-images: each seed still racing is continued to 1,600 images from
+    its 800-image checkpoint (a trial per seed and rung, ``race_from``), trains 800 images, and scores the panel
+    there (logged at step = images seen)."""
+    directory, _, _, storage, tracking_uri = raced
+    proc = run_betasweep("race", "--study", "race", "--storage", storage, "--tracking-uri", tracking_uri,
+                         "--max-images", "1600", "--margin", "0.05", "--no-progress", cwd=directory)
+    study = optuna.load_study(study_name="race", storage=storage)
+    extended = [t for t in study.trials if t.user_attrs.get("race_from")]
+    assert extended and all(t.state == TrialState.COMPLETE for t in extended), proc.stderr[-3000:]
+    client = MlflowClient(tracking_uri)
+    for t in extended:
+        assert t.user_attrs["race_images"] == 1600 and t.user_attrs["images_trained"] == 800  # 800 -> 1,600 only
+        assert t.user_attrs["cpu_s"] > 0 and t.user_attrs["gpu_s"] == 0
+        source = study.trials[t.user_attrs["race_from"]["trial"]]
+        assert source.user_attrs["seeds"][t.user_attrs["race_from"]["index"]] == t.user_attrs["seeds"][0]
+        history = client.get_metric_history(t.user_attrs["mlflow_run_id"], "beta_vae")
+        assert [m.step for m in history] == [1600]
+    tasks = [t.user_attrs["race_task"] for t in study.trials if t.state == TrialState.COMPLETE and "race_task" in t.user_attrs]
+    assert len(tasks) == len(set(tasks))  # no seed trained twice at a rung
+    assert "race verdict:" in proc.stdout and "Cost: " in proc.stdout
+    assert any(w in proc.stdout for w in (": worse by", ": equivalent (within ±0.05", ": undecided ("))
+
+
+def test_extension_of_trials_that_kept_no_checkpoint_is_refused_naming_them(dsprites_path, tmp_path):
+    from betasweep.sweeps.spec import parse_spec
+    from betasweep.sweeps.study import create_study, make_storage
+    from betasweep.tracking import Tracker
+
+    storage, tracking_uri = f"sqlite:///{tmp_path / 'bare.db'}", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    spec = parse_spec(race_spec(dsprites_path, "bare", race=None))
+    study = create_study(spec, make_storage(storage), Tracker(tracking_uri, "bare"))
+    for beta, value in ((0.5, 0.3), (8.0, 0.4)):  # complete trials without runs or checkpoints
+        study.add_trial(optuna.trial.create_trial(params={"beta": beta}, distributions={"beta": CategoricalDistribution([0.5, 8.0])},
+                                                  value=value, user_attrs={"seeds": [0, 1], "per_seed": [{"beta_vae": value}] * 2}))
+    proc = run_betasweep("race", "--study", "bare", "--storage", storage, "--tracking-uri", tracking_uri,
+                         "--max-images", "1600", cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        "betasweep: error: --max-images: extending needs each seed's checkpoint, and trials #0 seed 0, #0 seed 1, #1 seed 0")
