@@ -470,7 +470,7 @@ class Objective:
 
         log_every = int({**spec.fixed, **trial.params}.get("log_every", TrainConfig.log_every))
         score_curve = curve_callback(spec, data, log_every, log_curve) if spec.curve is not None else None
-        progress_line = self._progress_lines(trial.number, prefix)
+        progress_line = self._progress_lines(trial.number, prefix, int(trial.user_attrs.get("race_images") or 0))
 
         def on_record(record: dict[str, Any], model) -> None:
             run.log_metrics({f"{prefix}{k}": record[k] for k in ("loss", "recon_loss", "kl", "kl_per_dim")}, step=record["samples"])
@@ -505,14 +505,14 @@ class Objective:
         return float(panel_scores(data, representation_function(model), rng, metrics=(panel_metric_of(self.spec.objective),),
                                   config=cheap)[self.spec.objective])
 
-    def _progress_lines(self, number: int, prefix: str = "") -> Callable[[dict[str, Any]], None]:
+    def _progress_lines(self, number: int, prefix: str = "", total: int = 0) -> Callable[[dict[str, Any]], None]:
         """Without a progress bar (a log file, CI): one line per tenth of the trial's budget, at most.
 
         Records come every ``log_every`` steps; a line is echoed at the first record past each 10 %.
         """
         if self.progress:
             return lambda record: None
-        total = self.spec.train_samples
+        total = total or self.spec.train_samples  # a race's task: its rung
         state = {"tenth": 0}
 
         def line(record: dict[str, Any]) -> None:
