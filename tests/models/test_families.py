@@ -147,6 +147,7 @@ def test_the_loss_of_every_family_is_recon_plus_beta_kl_by_hand(dsprites, family
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(_torch_seed(seeds["init"]))
         model = build_model(resolve_conditioning(config, data))
+    model.init_output_bias(data.sample_observations(1_000, np.random.default_rng(seeds["bias"])))  # data_mean start
     model.train()
     noise = torch.Generator().manual_seed(_torch_seed(seeds["noise"]))
     x = torch.from_numpy(data.images)
