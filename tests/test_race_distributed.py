@@ -1,5 +1,6 @@
 """`betasweep race` with real components: PostgreSQL, an `mlflow server`, three `betasweep worker` subprocesses,
-one of them SIGKILLed mid-round; the verdict must equal a one-process race's on the same spec."""
+one of them SIGKILLed mid-extension (a seed being continued from 800 to 1,600 images); its task must be retried
+from its own last checkpoint, no rung trained twice, and the verdict must equal a one-process race's on the same spec."""
 
 from __future__ import annotations
 
@@ -13,9 +14,12 @@ import time
 from pathlib import Path
 
 import optuna
+import pytest
 import yaml
 from helpers import betasweep_command, race_spec
 from optuna.trial import TrialState
+
+pytestmark = pytest.mark.timeout(1800)  # two races with extension (distributed, then alone) on 2 shared cores
 
 HEARTBEAT = ("--heartbeat-interval", "1", "--grace-period", "8")
 TIMEOUT_S = 420  # generous: the CI machine has 2 shared cores and this runs 4 processes on them
@@ -32,15 +36,17 @@ def _start(args: list[str], log: Path, cwd: Path) -> subprocess.Popen:
 
 
 def _outcome(study: optuna.Study) -> dict:
-    """What a race decided, independent of trial numbering: status, winner's β, each β's (seed, value) pairs."""
+    """What a race decided, independent of trial numbering: status, the words, each β's (seed, rung, value)."""
     per_config: dict[float, list] = {}
     for trial in study.get_trials(states=(TrialState.COMPLETE,)):
         seeds = trial.user_attrs["seeds"]
+        rung = trial.user_attrs.get("race_images", 800)
         values = [m["beta_vae"] for m in trial.user_attrs["per_seed"]]
-        per_config.setdefault(trial.params["beta"], []).extend(zip(seeds, values))
+        per_config.setdefault(trial.params["beta"], []).extend((seed, rung, value) for seed, value in zip(seeds, values))
     race = study.user_attrs["race"]
-    return {"status": race["status"], "contenders": len(race["contenders"]),
-            "seeds": {beta: sorted(pairs) for beta, pairs in per_config.items()}}
+    words = {key: d["word"] for key, d in race["outcome"].items()}
+    return {"status": race["status"], "contenders": len(race["contenders"]), "words": words,
+            "seeds": {beta: sorted(triples) for beta, triples in per_config.items()}}
 
 
 def test_race_on_postgres_with_three_workers_loses_nothing_when_one_is_killed(postgres_url, mlflow_server, dsprites_path,
@@ -50,7 +56,8 @@ def test_race_on_postgres_with_three_workers_loses_nothing_when_one_is_killed(po
     from betasweep.tracking import Tracker
 
     name = f"race-{secrets.token_hex(4)}"
-    raw = race_spec(dsprites_path, name, max_seeds=4)
+    raw = race_spec(dsprites_path, name, race={"max_seeds": 4, "max_images": 1600, "margin": 0.05})
+    raw["fixed"] = {**raw["fixed"], "checkpoint_every": 5}  # a killed extension resumes from its last 5 steps
     spec = parse_spec(raw)
     create_study(spec, make_storage(postgres_url), Tracker(mlflow_server, name))
     common = ["--study", name, "--storage", postgres_url, "--tracking-uri", mlflow_server, "--no-progress", *HEARTBEAT]
@@ -69,14 +76,15 @@ def test_race_on_postgres_with_three_workers_loses_nothing_when_one_is_killed(po
         deadline, victim = time.monotonic() + TIMEOUT_S, None
         while victim is None and time.monotonic() < deadline and race.poll() is None:
             for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-                if "race_seeds" in trial.user_attrs and trial.user_attrs.get("worker") in ours:
+                if ("race_from" in trial.user_attrs and trial.user_attrs.get("worker") in ours
+                        and trial.user_attrs.get("checkpoint_steps")):  # mid-extension, past a checkpoint of its own
                     victim = (trial.number, ours[trial.user_attrs["worker"]])
                     break
             else:
                 time.sleep(0.1)
-        assert victim is not None, "no worker took a race trial\n" + logs()
+        assert victim is not None, "no worker took an extension\n" + logs()
         killed_number, killed = victim
-        killed.send_signal(signal.SIGKILL)  # mid-round: its race trial is RUNNING
+        killed.send_signal(signal.SIGKILL)  # mid-extension: its trial is RUNNING
         assert race.wait(timeout=TIMEOUT_S) == 0, logs()
         for worker in workers:
             worker.wait(timeout=60)  # the race is over: waiting workers see it and stop
@@ -94,10 +102,21 @@ def test_race_on_postgres_with_three_workers_loses_nothing_when_one_is_killed(po
     assert killed_trial.state == TrialState.FAIL  # failed as stale by a live process, then retried:
     retries = [t for t in trials if killed_number in t.system_attrs.get("retry_history", [])]
     assert [t.state for t in retries] == [TrialState.COMPLETE], logs()
-    assert retries[0].user_attrs["race_seeds"] == killed_trial.user_attrs["race_seeds"]  # the same seed, once
+    retry = retries[0]
+    assert retry.user_attrs["race_seeds"] == killed_trial.user_attrs["race_seeds"]  # the same seed and rung, once
+    assert retry.user_attrs["race_task"] == killed_trial.user_attrs["race_task"]
+    # Retried from the killed attempt's own checkpoint (past the 800-image rung), not from the rung below: the
+    # images trained are the killed attempt's checkpointed part plus the retry's, 800 in all.
+    resumed = retry.user_attrs["resumed"]["0"]
+    assert resumed["attempt"] == killed_number and resumed["step"] > 50, retry.user_attrs["resumed"]
+    assert (resumed["step"] - 50) * 16 + retry.user_attrs["images_trained"] == 800
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    tasks = [t.user_attrs["race_task"] for t in complete if "race_task" in t.user_attrs]
+    assert len(tasks) == len(set(tasks)), "a seed trained twice at a rung"
+    assert any(t.user_attrs.get("race_images") == 1600 for t in complete)
     for beta in (0.5, 8.0):
-        seeds = [s for t in trials if t.state == TrialState.COMPLETE and t.params["beta"] == beta for s in t.user_attrs["seeds"]]
-        assert len(seeds) == len(set(seeds)), f"beta {beta}: a seed trained twice: {seeds}"
+        seeds = sorted({s for t in complete if t.params["beta"] == beta for s in t.user_attrs["seeds"]},
+                       key=lambda s: [spec.seed_at(0, i) for i in range(8)].index(s))
         assert seeds == [spec.seed_at(0, i) for i in range(len(seeds))] and len(seeds) <= 4
     distributed = _outcome(study)
 
