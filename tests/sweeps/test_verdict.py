@@ -106,3 +106,40 @@ def test_spearman_table_is_scipys_over_trial_means(tmp_path):
     page = write_report(study, SPEC, tmp_path / "r.html").read_text()
     assert page.index("Verdict") < page.index("Configurations: mean ± SE") < page.index("Spearman")
     assert "Score vs β, mean ± SE over seeds" in page and '"error_y"' in page
+
+
+def test_paired_comparison_is_scipys_ttest_rel_over_the_shared_seeds_and_welch_otherwise():
+    import scipy.stats
+
+    from betasweep.sweeps.verdict import compare, paired
+
+    a = ConfigResult("a", (0.81, 0.84, 0.80, 0.86, 0.90), seeds=(1, 2, 3, 4, 9))
+    b = ConfigResult("b", (0.78, 0.83, 0.77, 0.84), seeds=(1, 2, 3, 4))
+    c = paired(a, b)
+    x, y = [0.81, 0.84, 0.80, 0.86], [0.78, 0.83, 0.77, 0.84]  # seed 9 has no partner
+    assert c.test == "paired" and c.df == 3
+    assert c.p_value == pytest.approx(scipy.stats.ttest_rel(x, y).pvalue)
+    assert c.difference == pytest.approx(np.mean(np.subtract(x, y)))
+    half = scipy.stats.t.ppf(0.975, 3) * np.std(np.subtract(x, y), ddof=1) / 2
+    assert (c.low, c.high) == pytest.approx((c.difference - half, c.difference + half))
+    assert compare(a, b, pair=False).test == "welch"
+    assert compare(a, ConfigResult("d", (0.8, 0.82), seeds=(7, 8)), pair=True).test == "welch"  # no shared seeds
+
+
+def test_holm_equals_statsmodels_and_tost_equals_ttost():
+    from statsmodels.stats.multitest import multipletests
+    from statsmodels.stats.weightstats import ttost_ind, ttost_paired
+
+    from betasweep.sweeps.verdict import compare, equivalence_p, holm
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        p = list(rng.uniform(0, 0.08, rng.integers(1, 6)))
+        assert holm(p, 0.05) == list(multipletests(p, alpha=0.05, method="holm")[0])
+    x, y = rng.normal(0.8, 0.01, 6), rng.normal(0.8, 0.01, 6)
+    a, b = ConfigResult("a", tuple(x), seeds=tuple(range(6))), ConfigResult("b", tuple(y), seeds=tuple(range(6)))
+    assert equivalence_p(compare(a, b, pair=True), 0.03) == pytest.approx(ttost_paired(x, y, -0.03, 0.03)[0])
+    assert equivalence_p(compare(a, b), 0.03) == pytest.approx(ttost_ind(x, y, -0.03, 0.03, usevar="unequal")[0])
+    assert equivalence_p(compare(a, b, pair=True), 0.03) < 0.05  # equal within ±0.03 at SD 0.01: equivalent
+    far = ConfigResult("far", tuple(x - 0.1), seeds=tuple(range(6)))
+    assert equivalence_p(compare(far, b, pair=True), 0.03) > 0.5
