@@ -92,11 +92,11 @@ def test_model_searched_twice_and_grid_sampler_are_refused():
 def test_six_trials_run_one_configuration_of_each_method_and_the_report_groups_them(dsprites_path, tmp_path):
     spec = tiny_spec(dsprites_path, study="methods", n_trials=6)
     spec["fixed"]["latent_dim"] = 4
-    spec.update(search_space={}, model=GRID, seeds_per_trial=2, train_samples=320)
-    spec["metric"] = {"seed": 0, "objective": "factor_vae", "panel": ["factor_vae", "mig"],
+    spec.update(search_space={}, model=GRID, seeds_per_trial=2, train_samples=160)
+    spec["metric"] = {"seed": 0, "objective": "mig", "panel": ["mig"],
                       "full": {"num_train": 200, "num_eval": 100, "batch_size": 16, "num_stat_samples": 128}}
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
-    run_betasweep("sweep", "spec.yaml", "--n-trials", "6", "--no-progress", cwd=tmp_path)
+    run_betasweep("sweep", "spec.yaml", "--n-trials", "6", "--no-progress", cwd=tmp_path, timeout=1400)
     study = optuna.load_study(study_name="methods", storage=f"sqlite:///{tmp_path / 'betasweep.db'}")
     trials = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert sorted(t.params["model"] for t in trials) == sorted(GRID)
@@ -123,3 +123,19 @@ def test_model_centrality_is_a_label_free_objective_across_a_trials_seeds(dsprit
     per_model = [seed["model_centrality"] for seed in trial.user_attrs["per_seed"]]
     assert len(per_model) == 2 and all(0.0 <= v <= 1.0 for v in per_model)
     assert trial.value == pytest.approx(sum(per_model) / 2)
+
+
+@pytest.mark.parametrize("method", ["factor_vae", "dip_vae_ii"])
+def test_evaluate_and_traverse_take_a_method_checkpoint(method, dsprites, dsprites_path, tmp_path):
+    from betasweep.models import ModelConfig
+    from betasweep.training import TrainConfig, train
+
+    path = tmp_path / f"{method}.pt"
+    train(dsprites, ModelConfig(model=method, latent_dim=4, width=8, hidden_dim=32),
+          TrainConfig(batch_size=16, train_samples=64, device="cpu"), checkpoint_path=path,
+          extra={"dataset": "dsprites", "data_path": str(dsprites_path)})
+    scores = json.loads(run_betasweep("evaluate", str(path), "--data-from-checkpoint", "--num-train", "100",
+                                      "--num-eval", "50", "--panel", "mig,modularity,irs,unsupervised").stdout)
+    assert {"mig", "modularity", "explicitness", "irs", "mutual_info_score"} <= set(scores)
+    figures = json.loads(run_betasweep("traverse", str(path), "--data-from-checkpoint", "--out", str(tmp_path / "fig")).stdout)
+    assert os.path.isfile(figures["traversal"]) and len(figures["kl_per_dim"]) == 4
