@@ -76,7 +76,6 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import numpy as np
 import optuna
 from optuna.trial import TrialState
 
@@ -319,10 +318,8 @@ class RaceResult:
         race, labels = self.race, self.labels
         settings = (f"at most {race.max_seeds} seeds and {self.rungs[-1]:,} images per seed"
                     + (f", margin ±{race.margin:g}" if race.margin else "")
-                    + f"; overall level {race.alpha:.0%} spent over the rounds, Holm within a round, "
-                    + ("TOST for equivalence; " if race.margin else "")
-                    + f"{self.rounds[-1].configs[0].label if False else ''}")
-        settings = settings.rstrip("; ")
+                    + f"; overall level {race.alpha:.0%} spent over the rounds, Holm within a round"
+                    + (", TOST for equivalence" if race.margin else ""))
         rounds = len(self.rounds) - 1
         how = {"decided": f"decided after {rounds} round{'s' if rounds != 1 else ''}",
                "undecided": "max_seeds and max_images reached, not every comparison decided",
