@@ -870,7 +870,7 @@ def _check_checkpoints(study: optuna.Study, spec: SweepSpec, tracker, checkpoint
                 continue
             run_id = t.user_attrs.get("mlflow_run_id")
             try:
-                listed = {a.path for a in tracker.client.list_artifacts(run_id, f"{prefix}checkpoint")} if run_id else set()
+                listed = tracker.list_artifacts(run_id, f"{prefix}checkpoint") if run_id else set()
             except Exception:  # noqa: BLE001 (the run is gone): counted as missing
                 listed = set()
             if f"{prefix}checkpoint/checkpoint.pt" not in listed:

@@ -184,7 +184,7 @@ class Resume:
         """The finished seed's checkpoint, figures and naming files from run ``run_id``, keyed as ``train_seed``'s."""
         workdir.mkdir(parents=True, exist_ok=True)
         files: dict[str, Path] = {}
-        listed = {a.path for a in self.tracker.client.list_artifacts(run_id, prefix.rstrip("/") or None)}
+        listed = self.tracker.list_artifacts(run_id, prefix.rstrip("/") or None)
         for folder in ("checkpoint", "figures", "naming"):
             if f"{prefix}{folder}" not in listed:
                 continue
@@ -276,7 +276,7 @@ class Resume:
         run_id = attempt.user_attrs.get("mlflow_run_id")
         if run_id is None or self.tracker is None:
             return None
-        listed = {a.path for a in self.tracker.client.list_artifacts(run_id, f"{prefix}checkpoint")}
+        listed = self.tracker.list_artifacts(run_id, f"{prefix}checkpoint")
         if f"{prefix}checkpoint/checkpoint.pt" not in listed:
             return None
         return self.tracker.download(run_id, f"{prefix}checkpoint/checkpoint.pt", tmp)

@@ -348,7 +348,6 @@ def _attach_parent_run(study: optuna.Study, spec: SweepSpec, tracker: Tracker) -
     )
     study.set_user_attr("mlflow_parent_run_id", parent)
     study.set_user_attr("mlflow_tracking_uri", tracker.tracking_uri)
-    return study
 
 
 def load_study(name: str, storage: RDBStorage, *, seed_offset: int = 0) -> tuple[optuna.Study, SweepSpec]:

@@ -426,6 +426,17 @@ class Tracker:
 
     # -- files and the registry -------------------------------------------------------------------
 
+    def list_artifacts(self, run_id: str, path: str | None = None) -> set[str]:
+        """The paths of a run's artifacts directly under ``path`` (MLflow's ``list_artifacts``), retried like
+        every call inside a trial (:func:`call_with_retry`): a retried trial looking for its failed attempt's
+        checkpoints waits out a tracking-server outage instead of training again from step 0.
+
+        Raises:
+            TrackingUnavailable: the server stayed unreachable for the retry budget.
+        """
+        return {a.path for a in call_with_retry(self.client.list_artifacts, run_id, path,
+                                                what=f"list artifacts {path or '/'} of run {run_id}")}
+
     def download(self, run_id: str, artifact_path: str, dst: str | os.PathLike) -> Path:
         """Fetch one artifact (file or folder) of a run into ``dst``; returns its local path."""
         with _artifact_progress_bars(sys.stderr.isatty()):  # MLflow draws a bar per file, also into log files
