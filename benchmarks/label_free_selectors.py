@@ -40,6 +40,8 @@ import numpy as np
 import scipy.stats
 
 DEFAULT_PANEL = ("beta_vae", "factor_vae", "mig", "sap")
+KL_THRESHOLD = 0.01
+"""Nats of mean KL above which a unit is active (UDR's and ModelCentrality's threshold)."""
 
 
 def spearman_with_intervals(x: Sequence[float], y: Sequence[float], rng: np.random.Generator, *,
@@ -114,6 +116,14 @@ def _checkpoint(args, run_id: str, seed_index: int) -> Path:
     return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=relative, tracking_uri=args.tracking_uri))
 
 
+def _print_table(rows: list[dict], title: str) -> None:
+    print(f"\n{title}")
+    print(f"{'selector':<17} {'metric':<11} {'rho':>6}  {'bootstrap 95%':>16}  {'Fisher-z 95%':>16}  {'p':>6}")
+    for r in rows:
+        print(f"{r['selector']:<17} {r['metric']:<11} {r['rho']:>6.2f}  [{r['bootstrap_ci'][0]:>6.2f}, "
+              f"{r['bootstrap_ci'][1]:>5.2f}]  [{r['fisher_ci'][0]:>6.2f}, {r['fisher_ci'][1]:>5.2f}]  {r['p']:>6.3f}")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--storage", required=True, help="Optuna storage URL of the study")
@@ -121,7 +131,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoints", help="folder holding <run_id>/artifacts/seed-<k>/checkpoint/checkpoint.pt")
     source.add_argument("--tracking-uri", help="MLflow tracking URI the study logged to")
-    parser.add_argument("--data", required=True, help="dsprites_downsampled.npz")
+    source.add_argument("--scores", help="an earlier run's output: re-tabulate its per-model UDR and ModelCentrality "
+                                         "lines (no model loaded, no score recomputed)")
+    parser.add_argument("--data", help="dsprites_downsampled.npz (required unless --scores)")
     parser.add_argument("--dataset", default="dsprites")
     parser.add_argument("--panel", default=",".join(DEFAULT_PANEL))
     parser.add_argument("--udr-images", type=int, default=1000)
@@ -132,14 +144,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--n-resamples", type=int, default=9_999, help="bootstrap resamples")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if not args.scores and not args.data:
+        parser.error("--data is required unless --scores is given")
 
     import optuna
     import torch
-
-    from betasweep.data import load_dataset
-    from betasweep.metrics import representation_function, udr_images, udr_of_models
-    from betasweep.metrics.model_centrality import model_centrality_of_models
-    from betasweep.training.checkpoint import load_checkpoint
 
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -150,45 +159,78 @@ def main(argv: Sequence[str] | None = None) -> None:
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         per_seed = trial.user_attrs.get("per_seed") or []
         for k, record in enumerate(per_seed):
-            path = _checkpoint(args, trial.user_attrs["mlflow_run_id"], k)
-            model, state = load_checkpoint(path)
-            if state.get("train_config", {}).get("seed") not in (None, record.get("seed")):
-                raise SystemExit(f"{path}: its seed {state['train_config']['seed']} is not per_seed[{k}]'s {record.get('seed')}")
-            names.append(f"{trial.number}:{state['model_config'].get('model', 'beta_vae')}:{k}")
-            models.append(model)
+            if args.scores:
+                family = trial.params.get("model", "beta_vae")
+            else:
+                from betasweep.training.checkpoint import load_checkpoint
+
+                path = _checkpoint(args, trial.user_attrs["mlflow_run_id"], k)
+                model, state = load_checkpoint(path)
+                if state.get("train_config", {}).get("seed") not in (None, record.get("seed")):
+                    raise SystemExit(f"{path}: its seed {state['train_config']['seed']} is not per_seed[{k}]'s "
+                                     f"{record.get('seed')}")
+                family = state["model_config"].get("model", "beta_vae")
+                models.append(model)
+            names.append(f"{trial.number}:{family}:{k}")
             kl_per_dims.append(np.asarray(record["kl_per_dim"], dtype=np.float64))
             for m in metrics:
                 panel[m].append(float(record[m]))
-    if len(models) < 4:
-        raise SystemExit(f"study {args.study}: {len(models)} models with per_seed records, need >= 4")
+    if len(names) < 4:
+        raise SystemExit(f"study {args.study}: {len(names)} models with per_seed records, need >= 4")
     loaded = time.perf_counter()
-
-    data = load_dataset(args.dataset, path=args.data)
     images_seq, udr_seq, mc_seq, boot_seq = np.random.SeedSequence(args.seed).spawn(4)
-    images = udr_images(data, np.random.default_rng(images_seq), args.udr_images)
-    udr = udr_of_models([representation_function(m) for m in models], kl_per_dims, images,
-                        np.random.default_rng(udr_seq))["udr_per_model"]
-    udr_done = time.perf_counter()
-    mc = model_centrality_of_models(models, kl_per_dims, np.random.default_rng(mc_seq), batch_size=args.mc_batch_size,
-                                    num_train=args.mc_num_train, num_eval=args.mc_num_eval,
-                                    num_variance_estimate=args.mc_num_variance)["model_centrality_per_model"]
-    mc_done = time.perf_counter()
 
-    for name, u, c, *values in zip(names, udr, mc, *panel.values()):
-        print(json.dumps({"model": name, "udr": round(u, 4), "model_centrality": round(c, 4),
+    if args.scores:
+        earlier = {}
+        for line in Path(args.scores).read_text().splitlines():
+            if line.startswith("{"):
+                record = json.loads(line)
+                earlier[record["model"]] = record
+        missing = [n for n in names if n not in earlier]
+        if missing:
+            raise SystemExit(f"--scores {args.scores}: no line for model {missing[0]}")
+        udr = [earlier[n]["udr"] for n in names]
+        mc = [earlier[n]["model_centrality"] for n in names]
+        udr_done = mc_done = time.perf_counter()
+    else:
+        from betasweep.data import load_dataset
+        from betasweep.metrics import representation_function, udr_images, udr_of_models
+        from betasweep.metrics.model_centrality import model_centrality_of_models
+
+        data = load_dataset(args.dataset, path=args.data)
+        images = udr_images(data, np.random.default_rng(images_seq), args.udr_images)
+        udr = udr_of_models([representation_function(m) for m in models], kl_per_dims, images,
+                            np.random.default_rng(udr_seq))["udr_per_model"]
+        udr_done = time.perf_counter()
+        mc = model_centrality_of_models(models, kl_per_dims, np.random.default_rng(mc_seq),
+                                        batch_size=args.mc_batch_size, num_train=args.mc_num_train,
+                                        num_eval=args.mc_num_eval,
+                                        num_variance_estimate=args.mc_num_variance)["model_centrality_per_model"]
+        mc_done = time.perf_counter()
+
+    active = [int(np.sum(kl > KL_THRESHOLD)) for kl in kl_per_dims]
+    for name, u, c, a, *values in zip(names, udr, mc, active, *panel.values()):
+        print(json.dumps({"model": name, "udr": round(u, 4), "model_centrality": round(c, 4), "active_units": a,
                           **{m: round(v, 4) for m, v in zip(metrics, values)}}))
     rows = selector_table({"udr": udr, "model_centrality": mc}, panel, np.random.default_rng(boot_seq),
                           n_resamples=args.n_resamples)
-    print(f"\nn = {len(models)} models; 95% intervals: percentile bootstrap over models ({args.n_resamples:,} "
-          "resamples) | Fisher z")
-    print(f"{'selector':<17} {'metric':<11} {'rho':>6}  {'bootstrap 95%':>16}  {'Fisher-z 95%':>16}  {'p':>6}")
-    for r in rows:
-        print(f"{r['selector']:<17} {r['metric']:<11} {r['rho']:>6.2f}  [{r['bootstrap_ci'][0]:>6.2f}, "
-              f"{r['bootstrap_ci'][1]:>5.2f}]  [{r['fisher_ci'][0]:>6.2f}, {r['fisher_ci'][1]:>5.2f}]  {r['p']:>6.3f}")
+    _print_table(rows, f"n = {len(names)} models; 95% intervals: percentile bootstrap over models "
+                       f"({args.n_resamples:,} resamples) | Fisher z")
+    # collapsed models (no unit above 0.01 nats) score 0 on every selector and every supervised metric alike:
+    # the same table without them says whether the agreement is more than "collapsed ranks last"
+    keep = [i for i, a in enumerate(active) if a > 0]
+    if 4 <= len(keep) < len(names):
+        pick = lambda values: [values[i] for i in keep]  # noqa: E731
+        rows = selector_table({"udr": pick(udr), "model_centrality": pick(mc)},
+                              {m: pick(v) for m, v in panel.items()}, np.random.default_rng(boot_seq),
+                              n_resamples=args.n_resamples)
+        _print_table(rows, f"without the {len(names) - len(keep)} collapsed models (no active unit): "
+                           f"n = {len(keep)}, same scores")
     print(f"\nsettings: UDR {args.udr_images} images (Lasso alpha 0.1); ModelCentrality batch {args.mc_batch_size}, "
           f"{args.mc_num_train} train / {args.mc_num_eval} eval points, {args.mc_num_variance} variance images; "
           f"seconds: load {loaded - start:.0f}, UDR {udr_done - loaded:.0f}, MC {mc_done - udr_done:.0f}, "
-          f"total {time.perf_counter() - start:.0f}", flush=True)
+          f"total {time.perf_counter() - start:.0f}" + (f" (re-tabulated from {args.scores})" if args.scores else ""),
+          flush=True)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """benchmarks/label_free_selectors.py: Spearman's ρ with intervals (closed forms), and the script end to end on a
-tiny study of 4 untrained models on real dSprites (skipped if absent)."""
+tiny study of 6 untrained models (one collapsed) on real dSprites (skipped if absent)."""
 
 from __future__ import annotations
 
@@ -87,13 +87,14 @@ def test_script_on_a_tiny_study(tmp_path, capsys):
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     study = optuna.create_study(study_name="tiny", storage=storage)
     panel_values = []
-    for t in range(2):
+    for t in range(3):
         trial = study.ask()
         per_seed = []
         for k in range(2):
             config = ModelConfig(latent_dim=3, width=4, hidden_dim=16)
             model = build_model(config)
-            record = {"seed": 10 * t + k, "kl_per_dim": [0.5, 0.2, 0.001], "beta_vae": 0.1 * (2 * t + k),
+            collapsed = (t, k) == (2, 1)
+            record = {"seed": 10 * t + k, "kl_per_dim": [0.001] * 3 if collapsed else [0.5, 0.2, 0.001], "beta_vae": 0.1 * (2 * t + k),
                       "factor_vae": 1.0 - 0.1 * (2 * t + k), "mig": 0.3, "sap": 0.01 * (t + 1)}
             per_seed.append(record)
             panel_values.append(record)
@@ -111,11 +112,21 @@ def test_script_on_a_tiny_study(tmp_path, capsys):
     import json
 
     models = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-    assert [m["model"] for m in models] == ["0:beta_vae:0", "0:beta_vae:1", "1:beta_vae:0", "1:beta_vae:1"]
+    assert [m["model"] for m in models] == [f"{t}:beta_vae:{k}" for t in range(3) for k in range(2)]
     assert [m["beta_vae"] for m in models] == pytest.approx([r["beta_vae"] for r in panel_values])
+    assert [m["active_units"] for m in models] == [2, 2, 2, 2, 2, 0]
     assert all(0 <= m["udr"] <= 1 and 0 <= m["model_centrality"] <= 1 for m in models)
-    assert "n = 4 models" in out
-    assert sum(line.startswith(("udr ", "model_centrality ")) for line in out.splitlines()) == 8
+    # a collapsed model shares no active unit with any other (UDR 0) and generates nothing to score (MC 0)
+    assert models[-1]["udr"] == 0 and models[-1]["model_centrality"] == 0
+    assert "n = 6 models" in out and "n = 5, same scores" in out
+    table = [line for line in out.splitlines() if line.startswith(("udr ", "model_centrality "))]
+    assert len(table) == 16
+    # re-tabulating the printed scores (--scores) gives the same tables without loading a model
+    (tmp_path / "out.txt").write_text(out)
+    selectors.main(["--storage", storage, "--study", "tiny", "--scores", str(tmp_path / "out.txt"), "--n-resamples", "199"])
+    again = capsys.readouterr().out
+    assert [line for line in again.splitlines() if line.startswith(("udr ", "model_centrality ", "{"))] == \
+        [line for line in out.splitlines() if line.startswith(("udr ", "model_centrality ", "{"))]
     # beta_vae and factor_vae are opposite rankings: every selector's rho with one is minus its rho with the other
     rows = {tuple(line.split()[:2]): float(line.split()[2]) for line in out.splitlines()
             if line.startswith(("udr ", "model_centrality ")) and line.split()[2] != "nan"}
@@ -124,7 +135,7 @@ def test_script_on_a_tiny_study(tmp_path, capsys):
             assert rows[(selector, "beta_vae")] == pytest.approx(-rows[(selector, "factor_vae")], abs=0.011)
 
     # a checkpoint that is not the per_seed record's model (another seed) is refused
-    save_checkpoint(tmp_path / "art" / "run1" / "artifacts" / "seed-1" / "checkpoint" / "checkpoint.pt",
+    save_checkpoint(tmp_path / "art" / "run0" / "artifacts" / "seed-1" / "checkpoint" / "checkpoint.pt",
                     {"model_config": dataclasses.asdict(ModelConfig(latent_dim=3, width=4, hidden_dim=16)),
                      "model_state": build_model(ModelConfig(latent_dim=3, width=4, hidden_dim=16)).state_dict(),
                      "train_config": {"seed": 999}})
