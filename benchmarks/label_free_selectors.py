@@ -155,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     start = time.perf_counter()
     study = optuna.load_study(study_name=args.study, storage=args.storage)
     metrics = [m for m in args.panel.split(",") if m]
-    names, models, kl_per_dims, panel = [], [], [], {m: [] for m in metrics}
+    names, models, kl_per_dims, active, panel = [], [], [], [], {m: [] for m in metrics}
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         per_seed = trial.user_attrs.get("per_seed") or []
         for k, record in enumerate(per_seed):
@@ -172,6 +172,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                 family = state["model_config"].get("model", "beta_vae")
                 models.append(model)
             names.append(f"{trial.number}:{family}:{k}")
+            # the study's own count (the trial's collapsed_seeds are those with 0), else units above 0.01 nats of KL
+            active.append(int(record.get("active_units", np.sum(np.asarray(record["kl_per_dim"]) > KL_THRESHOLD))))
             kl_per_dims.append(np.asarray(record["kl_per_dim"], dtype=np.float64))
             for m in metrics:
                 panel[m].append(float(record[m]))
@@ -208,7 +210,6 @@ def main(argv: Sequence[str] | None = None) -> None:
                                         num_variance_estimate=args.mc_num_variance)["model_centrality_per_model"]
         mc_done = time.perf_counter()
 
-    active = [int(np.sum(kl > KL_THRESHOLD)) for kl in kl_per_dims]
     for name, u, c, a, *values in zip(names, udr, mc, active, *panel.values()):
         print(json.dumps({"model": name, "udr": round(u, 4), "model_centrality": round(c, 4), "active_units": a,
                           **{m: round(v, 4) for m, v in zip(metrics, values)}}))
@@ -216,15 +217,15 @@ def main(argv: Sequence[str] | None = None) -> None:
                           n_resamples=args.n_resamples)
     _print_table(rows, f"n = {len(names)} models; 95% intervals: percentile bootstrap over models "
                        f"({args.n_resamples:,} resamples) | Fisher z")
-    # collapsed models (no unit above 0.01 nats) score 0 on every selector and every supervised metric alike:
-    # the same table without them says whether the agreement is more than "collapsed ranks last"
+    # collapsed models (0 active units: the trial's collapsed_seeds) rank last on the supervised metrics, and on the
+    # selectors too if these work: the same table without them says whether the agreement is more than that
     keep = [i for i, a in enumerate(active) if a > 0]
     if 4 <= len(keep) < len(names):
         pick = lambda values: [values[i] for i in keep]  # noqa: E731
         rows = selector_table({"udr": pick(udr), "model_centrality": pick(mc)},
                               {m: pick(v) for m, v in panel.items()}, np.random.default_rng(boot_seq),
                               n_resamples=args.n_resamples)
-        _print_table(rows, f"without the {len(names) - len(keep)} collapsed models (no active unit): "
+        _print_table(rows, f"without the {len(names) - len(keep)} collapsed models (0 active units): "
                            f"n = {len(keep)}, same scores")
     print(f"\nsettings: UDR {args.udr_images} images (Lasso alpha 0.1); ModelCentrality batch {args.mc_batch_size}, "
           f"{args.mc_num_train} train / {args.mc_num_eval} eval points, {args.mc_num_variance} variance images; "

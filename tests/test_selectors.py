@@ -95,7 +95,8 @@ def test_script_on_a_tiny_study(tmp_path, capsys):
             model = build_model(config)
             collapsed = (t, k) == (2, 1)
             record = {"seed": 10 * t + k, "kl_per_dim": [0.001] * 3 if collapsed else [0.5, 0.2, 0.001], "beta_vae": 0.1 * (2 * t + k),
-                      "factor_vae": 1.0 - 0.1 * (2 * t + k), "mig": 0.3, "sap": 0.01 * (t + 1)}
+                      "factor_vae": 1.0 - 0.1 * (2 * t + k), "mig": 0.3, "sap": 0.01 * (t + 1),
+                      "active_units": 0 if collapsed else 2}
             per_seed.append(record)
             panel_values.append(record)
             save_checkpoint(tmp_path / "art" / f"run{t}" / "artifacts" / f"seed-{k}" / "checkpoint" / "checkpoint.pt",
