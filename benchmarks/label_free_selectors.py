@@ -15,7 +15,12 @@ MLflow ``--tracking-uri``), this script
 5. prints Spearman's ρ (``scipy.stats.spearmanr``) of each selector with each panel metric over the models,
    with a 95% percentile bootstrap interval over models (``scipy.stats.bootstrap``, paired resamples of the
    models, 9,999 resamples) and, for comparison, the Fisher-z interval (SE ``sqrt(1.06 / (n - 3))``,
-   Fieller et al. 1957's variance for Spearman's ρ), plus n.
+   Fieller et al. 1957's variance for Spearman's ρ), plus n; then the same table without the study's collapsed
+   models (0 active units), which rank last on every metric and would make ρ positive on their own.
+
+``--scores OUT`` re-tabulates an earlier run's printed per-model scores without loading a model. On the 12 models of
+``examples/dsprites-methods.yaml`` the run took 20 min on 2 shared cores (ModelCentrality: 144 generator-encoder pairs
+of 50,000 encodings each; UDR 3 s).
 
 Lin et al. (Table 3, dSprites) compare the selectors on the *selected* model's FactorVAE score, not on rank
 correlation; the figure here answers the ranking question of issue 23 directly.
@@ -52,8 +57,8 @@ def spearman_with_intervals(x: Sequence[float], y: Sequence[float], rng: np.rand
         x, y: ``n >= 4`` floats each, paired by position.
         rng: seeds the bootstrap.
         n_resamples, confidence: of the percentile bootstrap (``scipy.stats.bootstrap``, ``paired=True``:
-            models resampled with replacement; a resample in which either side is constant gives ρ = NaN
-            and is dropped by SciPy's percentile method only if rare, so its interval may come back NaN).
+            models resampled with replacement). A resample in which either side is constant has ρ = NaN, and
+            SciPy then returns a NaN bound (likely only at very small ``n`` or with many ties).
 
     Returns:
         ``{"rho", "p", "n", "bootstrap_ci": [lo, hi], "fisher_ci": [lo, hi]}``; ``rho`` is NaN when either
