@@ -101,7 +101,7 @@ def test_classifier_evaluate_rejects_a_foreign_file(tmp_path):
     path = tmp_path / "x.pt"
     path.write_bytes(b"garbage")
     proc = run("classifier", "evaluate", str(path), check=False)
-    assert proc.returncode == 2 and "not a readable checkpoint" in proc.stderr
+    assert proc.returncode == 2 and "not a readable classifier checkpoint" in proc.stderr
 
 
 def test_two_trial_celeba_sweep_names_dimensions_for_each_trial(classifier_run, tmp_path):

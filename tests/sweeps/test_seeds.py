@@ -108,7 +108,7 @@ def test_report_prints_the_verdict_and_mean_and_se_per_configuration(seeded):
     ("metric", "seeds", "message"),
     [
         ({"objective": "elbo"}, 1, "metric.objective: unknown objective 'elbo'; expected one of beta_vae, "),
-        ({"panel": ["beta_vae", "modularity"]}, 1, "metric.panel: unknown metric 'modularity'; expected some of "),
+        ({"panel": ["beta_vae", "mce"]}, 1, "metric.panel: unknown metric 'mce'; expected some of "),
         ({"objective": "udr"}, 1, "metric.objective: udr compares the models of a trial's seeds; "
                                   "it needs seeds_per_trial >= 2, got 1"),
     ],
