@@ -32,12 +32,16 @@ __all__ = [
     "GridEncoding",
     "LabelledEncoding",
     "WHOLE_GRID_MAX",
+    "RepresentationFn",
     "check_counts",
+    "encode_images",
     "encoding_of",
     "held_out",
 ]
 
 RepresentationFn = Callable[[np.ndarray], np.ndarray]
+"""``(n, C, H, W) float32 → (n, latent_dim)``: deterministic, e.g. the encoder mean. The one definition
+every metric imports."""
 
 WHOLE_GRID_MAX = 131_072
 """Grids up to this many images are encoded whole by :func:`betasweep.metrics.panel.panel_scores`
@@ -64,6 +68,33 @@ def _as_codes(codes, n: int) -> np.ndarray:
     if codes.ndim != 2 or len(codes) != n:
         raise ValueError(f"the representation function must return an (n={n}, d) array, got shape {codes.shape}")
     return codes
+
+
+def encode_images(
+    representation_fn: RepresentationFn,
+    images: Callable[[np.ndarray], np.ndarray] | np.ndarray,
+    num_images: int,
+    *,
+    batch_size: int = 512,
+) -> np.ndarray:
+    """Encode every image once, in batches.
+
+    Args:
+        representation_fn: ``(n, C, H, W) float32 → (n, d)``, deterministic (the encoder mean).
+        images: an array ``(num_images, C, H, W)`` float32 in [0, 1], or a function of int indices
+            returning such a batch (e.g. :meth:`betasweep.data.celeba.CelebA.images`).
+        num_images: how many images there are.
+        batch_size: images per call of ``representation_fn``.
+
+    Returns:
+        float64 ``(num_images, d)``.
+    """
+    fetch = images if callable(images) else (lambda index: np.asarray(images[index], dtype=np.float32))
+    chunks = [
+        np.asarray(representation_fn(fetch(np.arange(start, min(start + batch_size, num_images)))), dtype=np.float64)
+        for start in range(0, num_images, batch_size)
+    ]
+    return np.concatenate(chunks)
 
 
 class Encoding:
@@ -222,8 +253,6 @@ class LabelledEncoding(Encoding):
                   encode_batch_size: int = 512) -> "LabelledEncoding":
         """Encode every image of ``data`` (an object with ``attributes``, ``images(indices)`` and
         ``len``, e.g. a :class:`~betasweep.data.celeba.CelebA` partition) once."""
-        from betasweep.metrics.weak_label import encode_images
-
         check_counts(encode_batch_size=encode_batch_size)
         codes = encode_images(representation_fn, data.images, len(data), batch_size=encode_batch_size)
         return cls(codes, data.attributes, getattr(data, "attribute_names", None))

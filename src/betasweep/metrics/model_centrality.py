@@ -21,6 +21,8 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from betasweep.metrics.vae import representation_function
+
 __all__ = ["model_centrality_of_models", "KL_THRESHOLD"]
 
 KL_THRESHOLD = 0.01
@@ -77,8 +79,6 @@ def model_centrality_of_models(models: Sequence, kl_per_dims: Sequence[np.ndarra
     Raises:
         ValueError: fewer than 2 models, lengths that differ, a count below its minimum.
     """
-    from betasweep.metrics.vae import representation_function
-
     n = len(models)
     if n < 2 or len(kl_per_dims) != n:
         raise ValueError(f"ModelCentrality needs >= 2 models and one kl_per_dim each, got {n} and {len(kl_per_dims)}")

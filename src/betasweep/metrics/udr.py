@@ -33,6 +33,8 @@ import scipy.stats
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import Lasso
 
+from betasweep.metrics.encoding import encode_images, held_out
+
 __all__ = ["relative_strength_disentanglement", "udr", "udr_images", "udr_of_models"]
 
 KL_THRESHOLD = 0.01
@@ -138,8 +140,6 @@ def udr(
 def udr_images(data, rng: np.random.Generator, num_images: int = 1000) -> np.ndarray:
     """The held-out images UDR encodes: ``num_images`` drawn from ground-truth data (its
     ``sample_observations``) or uniformly from CelebA's val partition; float32 ``(num_images, C, 64, 64)``."""
-    from betasweep.metrics.encoding import held_out
-
     if num_images < 2:
         raise ValueError(f"num_images={num_images!r}: expected an integer >= 2")
     return held_out(data).sample_observations(num_images, rng)
@@ -165,8 +165,6 @@ def udr_of_models(
     Raises:
         ValueError: as :func:`udr`; fewer than 2 images.
     """
-    from betasweep.metrics.weak_label import encode_images
-
     images = np.asarray(images, dtype=np.float32)
     if images.ndim != 4 or len(images) < 2:
         raise ValueError(f"images must be an (n >= 2, C, H, W) array, got shape {images.shape}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from betasweep.metrics.conditional import unpack_labels
 from betasweep.models import VAEFamily
 
 __all__ = ["representation_function", "active_units", "vae_statistics", "inference_batch_size"]
@@ -49,8 +50,6 @@ def representation_function(model: VAEFamily, *, batch_size: int | None = None):
 
 def _represent(model, x: torch.Tensor) -> torch.Tensor:
     if getattr(model, "conditional", False):
-        from betasweep.metrics.conditional import unpack_labels
-
         x, y = unpack_labels(x, model.config.label_dim)
         return model.representation(x, y).float().cpu()
     return model.representation(x).float().cpu()

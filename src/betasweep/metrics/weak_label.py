@@ -33,36 +33,10 @@ from typing import Callable
 
 import numpy as np
 
-from betasweep.metrics.beta_vae import RepresentationFn, _fit_and_score
+from betasweep.metrics.beta_vae import fit_and_score
+from betasweep.metrics.encoding import RepresentationFn, encode_images
 
 __all__ = ["encode_images", "sample_attribute_pairs", "weak_label_features", "weak_label_score"]
-
-
-def encode_images(
-    representation_fn: RepresentationFn,
-    images: Callable[[np.ndarray], np.ndarray] | np.ndarray,
-    num_images: int,
-    *,
-    batch_size: int = 512,
-) -> np.ndarray:
-    """Encode every image once, in batches.
-
-    Args:
-        representation_fn: ``(n, C, H, W) float32 → (n, d)``, deterministic (the encoder mean).
-        images: an array ``(num_images, C, H, W)`` float32 in [0, 1], or a function of int indices
-            returning such a batch (e.g. :meth:`betasweep.data.celeba.CelebA.images`).
-        num_images: how many images there are.
-        batch_size: images per call of ``representation_fn``.
-
-    Returns:
-        float64 ``(num_images, d)``.
-    """
-    fetch = images if callable(images) else (lambda index: np.asarray(images[index], dtype=np.float32))
-    chunks = [
-        np.asarray(representation_fn(fetch(np.arange(start, min(start + batch_size, num_images)))), dtype=np.float64)
-        for start in range(0, num_images, batch_size)
-    ]
-    return np.concatenate(chunks)
 
 
 def sample_attribute_pairs(
@@ -165,7 +139,7 @@ def weak_label_score(
         raise ValueError(f"representation must be (N={len(attributes)}, d), got shape {representation.shape}")
     labels, first, second = sample_attribute_pairs(attributes, rng, num_train + num_eval, batch_size, subset)
     features = weak_label_features(representation, first, second)
-    return _fit_and_score(features[:num_train], labels[:num_train], features[num_train:], labels[num_train:])
+    return fit_and_score(features[:num_train], labels[:num_train], features[num_train:], labels[num_train:])
 
 
 def _subset_columns(subset, names: tuple[str, ...] | None, num_attributes: int) -> np.ndarray:
