@@ -80,18 +80,15 @@ import optuna
 from optuna.trial import TrialState
 
 from betasweep.errors import ConfigError
+from betasweep.sweeps.records import (ALIVE_ATTR, CPU_S, GPU_S, IMAGES_TRAINED, MLFLOW_RUN_ID, RACE_ATTR, RACE_FROM,
+                                      RACE_IMAGES, RACE_ROUND, RACE_SEEDS, RACE_TASK, STUDY_PARENT_RUN, config_key,
+                                      group_by_configuration, per_seed, race_alive, rung_of, seeds_of)
 from betasweep.sweeps.spec import RaceConfig, SweepSpec
 from betasweep.sweeps.verdict import (Comparison, ConfigResult, compare, equivalence_p, holm, seeds_to_decide,
                                       spent_alpha)
 
 __all__ = ["ConfigRungs", "Decision", "RaceRound", "RaceResult", "run_race", "race_study", "check_race", "rungs_of",
            "decide", "next_step", "RACE_ATTR", "race_alive"]
-
-RACE_ATTR = "race"
-"""The study user attribute holding the race's state: settings, contenders, decisions, rounds, status."""
-
-ALIVE_ATTR = "race_alive"
-"""The study user attribute a racing process refreshes (Unix time) while it races: workers wait for its next round."""
 
 WORDS = ("worse", "equivalent", "undecided")
 
@@ -621,11 +618,6 @@ def check_race(table: dict[str, ConfigRungs], contenders: list[str], race: RaceC
 
 # -- racing a study ------------------------------------------------------------------------------
 
-def config_key(params: dict[str, Any]) -> str:
-    """A configuration's key: its searched params, sorted, as text (the report groups trials the same way)."""
-    return repr(sorted((k, repr(v)) for k, v in params.items()))
-
-
 def race_study(
     study: optuna.Study,
     spec: SweepSpec,
@@ -667,7 +659,7 @@ def race_study(
             the images a seed already has, or a seed to extend kept no checkpoint (naming its trial).
     """
     from betasweep.sweeps.objective import Objective, objective_value
-    from betasweep.sweeps.report import _label, _per_seed, panel_value_keys
+    from betasweep.sweeps.report import config_label, panel_value_keys
     from betasweep.sweeps.study import _requeue_interrupted, _run_one, _start_gate
 
     echo = echo or (lambda message: None)
@@ -685,44 +677,38 @@ def race_study(
         raise ConfigError(f"--max-images {race.max_images}: below the {first:,} images each seed of the study already "
                           f"trained; give at least {first}")
     rungs = rungs_of(first, race.max_images)
-    highest = max(int(t.user_attrs.get("race_images") or first) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    highest = max(rung_of(t, first) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
     if highest > rungs[-1]:
         raise ConfigError(f"--max-images {rungs[-1]}: below the {highest:,} images seeds of study {study.study_name!r} "
                           f"already trained; give at least {highest}")
     pair = spec.seed_policy == "fixed"  # every configuration trains the same seeds: paired tests
 
-    def rung_of(t) -> int:
-        return int(t.user_attrs.get("race_images") or first)
-
     def by_config() -> dict[str, tuple[dict[str, Any], list]]:
-        out: dict[str, tuple[dict[str, Any], list]] = {}
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            out.setdefault(config_key(t.params), (dict(t.params), []))[1].append(t)
-        return out
+        return group_by_configuration(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
 
     def where(trials: list) -> dict[tuple[int, int], tuple[Any, int]]:
         """(seed, rung) -> (the trial holding it, the seed's index there)."""
         found: dict[tuple[int, int], tuple[Any, int]] = {}
         for t in trials:
-            for index, seed in enumerate(t.user_attrs.get("seeds") or [t.user_attrs.get("seed", spec.seed)]):
-                found.setdefault((int(seed), rung_of(t)), (t, index))
+            for index, seed in enumerate(seeds_of(t, spec.seed)):
+                found.setdefault((int(seed), rung_of(t, first)), (t, index))
         return found
 
     def get_table() -> dict[str, ConfigRungs]:
         table: dict[str, ConfigRungs] = {}
         for key, (params, trials) in by_config().items():
             beta = {**spec.fixed, **params}.get("beta")
-            config = ConfigRungs(_label(params, [min(t.number for t in trials)]), beta=None if beta is None else float(beta))
+            config = ConfigRungs(config_label(params, [min(t.number for t in trials)]), beta=None if beta is None else float(beta))
             for t in trials:
-                seeds = t.user_attrs.get("seeds") or [t.user_attrs.get("seed", spec.seed)]
-                config.images += int(t.user_attrs.get("images_trained", len(seeds) * rung_of(t)))
-                config.cpu_s += float(t.user_attrs.get("cpu_s", sum(float(m.get("wall_time_s", 0)) for m in _per_seed(t, spec))))
-                config.gpu_s += float(t.user_attrs.get("gpu_s", 0.0))
-                for seed, metrics in zip(seeds, _per_seed(t, spec)):
+                seeds, rung, metrics_of = seeds_of(t, spec.seed), rung_of(t, first), per_seed(t, spec.objective)
+                config.images += int(t.user_attrs.get(IMAGES_TRAINED, len(seeds) * rung))
+                config.cpu_s += float(t.user_attrs.get(CPU_S, sum(float(m.get("wall_time_s", 0)) for m in metrics_of)))
+                config.gpu_s += float(t.user_attrs.get(GPU_S, 0.0))
+                for seed, metrics in zip(seeds, metrics_of):
                     with contextlib.suppress(KeyError, TypeError, ValueError):
                         value = objective_value(metrics, metric)
-                        if math.isfinite(value) and rung_of(t) in rungs:
-                            config.values.setdefault(int(seed), {}).setdefault(rung_of(t), value)
+                        if math.isfinite(value) and rung in rungs:
+                            config.values.setdefault(int(seed), {}).setdefault(rung, value)
             table[key] = config
         return table
 
@@ -740,7 +726,7 @@ def race_study(
     else:
         state = {**settings, "status": "running", "rounds": []}
     state.update(settings)
-    parent = study.user_attrs.get("mlflow_parent_run_id") or tracker.find_parent_run()
+    parent = study.user_attrs.get(STUDY_PARENT_RUN) or tracker.find_parent_run()
     objective = Objective(spec, tracker, parent, progress=progress, echo=echo, checkpoint_dir=checkpoint_dir) if parent else None
     deadline = None if timeout is None else time.monotonic() + timeout
 
@@ -775,15 +761,15 @@ def race_study(
                     seed = spec.seed_at(first_trial, index)
                     if (seed, images) in found:
                         continue
-                    task = {"race_seeds": [seed], "race_images": images, "race_task": f"{key}|{seed}|{images}",
-                            "race_round": number}
+                    task = {RACE_SEEDS: [seed], RACE_IMAGES: images, RACE_TASK: f"{key}|{seed}|{images}",
+                            RACE_ROUND: number}
                     if k > 0:
                         if (seed, rungs[k - 1]) not in found:
                             continue  # its lower rung failed: not extended
                         source, at = found[(seed, rungs[k - 1])]
-                        several = len(source.user_attrs.get("seeds") or [0]) > 1
-                        task["race_from"] = {"trial": source.number, "index": at, "prefix": f"seed-{at}/" if several else "",
-                                             "run_id": source.user_attrs.get("mlflow_run_id")}
+                        several = len(seeds_of(source)) > 1
+                        task[RACE_FROM] = {"trial": source.number, "index": at, "prefix": f"seed-{at}/" if several else "",
+                                           "run_id": source.user_attrs.get(MLFLOW_RUN_ID)}
                     tasks.append((params, task))
             if tasks and not _drive(number, tasks):
                 return None
@@ -796,11 +782,11 @@ def race_study(
             raise ConfigError(f"study {study.study_name!r} has no MLflow parent run; create it with `betasweep study create`")
         existing: dict[str, list] = {}
         for t in study.get_trials(deepcopy=False):
-            if "race_task" in t.user_attrs:
-                existing.setdefault(t.user_attrs["race_task"], []).append(t.state)
+            if RACE_TASK in t.user_attrs:
+                existing.setdefault(t.user_attrs[RACE_TASK], []).append(t.state)
         names = set()
         for params, task in tasks:
-            name = task["race_task"]
+            name = task[RACE_TASK]
             names.add(name)
             states = existing.get(name, [])
             if any(s in (TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING) for s in states):
@@ -808,14 +794,14 @@ def race_study(
             if states.count(TrialState.FAIL) >= 3:  # its task keeps failing: the round goes on without it
                 continue
             study.enqueue_trial(params, user_attrs=task)
-            what = f"extend seed {task['race_seeds'][0]} to" if "race_from" in task else f"seed {task['race_seeds'][0]} at"
-            echo(f"race round {number}: queued {what} {task['race_images']:,} images ({_short_params(params)})")
+            what = f"extend seed {task[RACE_SEEDS][0]} to" if RACE_FROM in task else f"seed {task[RACE_SEEDS][0]} at"
+            echo(f"race round {number}: queued {what} {task[RACE_IMAGES]:,} images ({_short_params(params)})")
         while True:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.fail_stale_trials(study)  # a dead worker's task is retried
             trials = study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
-            if not any(t.user_attrs.get("race_task") in names for t in trials):
+            if not any(t.user_attrs.get(RACE_TASK) in names for t in trials):
                 return True
             if deadline is not None and time.monotonic() >= deadline:
                 return False
@@ -861,14 +847,14 @@ def _check_checkpoints(study: optuna.Study, spec: SweepSpec, tracker, checkpoint
 
     missing = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        if int(t.user_attrs.get("race_images") or first) != first:
+        if rung_of(t, first) != first:
             continue
-        seeds = t.user_attrs.get("seeds") or [0]
+        seeds = seeds_of(t, 0)
         for index in range(len(seeds)):
             prefix = f"seed-{index}/" if len(seeds) > 1 else ""
             if checkpoint_dir and (Path(checkpoint_dir) / spec.study / f"trial-{t.number}" / f"seed-{index}" / "checkpoint.pt").is_file():
                 continue
-            run_id = t.user_attrs.get("mlflow_run_id")
+            run_id = t.user_attrs.get(MLFLOW_RUN_ID)
             try:
                 listed = tracker.list_artifacts(run_id, f"{prefix}checkpoint") if run_id else set()
             except Exception:  # noqa: BLE001 (the run is gone): counted as missing
@@ -902,14 +888,6 @@ def _keep_alive(study: optuna.Study, stop: threading.Event) -> None:
         with contextlib.suppress(Exception):  # a database hiccup: the next refresh is in a few seconds
             study.set_user_attr(ALIVE_ATTR, time.time())
         stop.wait(interval)
-
-
-def race_alive(study: optuna.Study, grace_period: float) -> bool:
-    """Whether a race of ``study`` is running and its process refreshed :data:`ALIVE_ATTR` within ``grace_period``
-    seconds: a worker with nothing to run then waits for the race's next round instead of stopping."""
-    attrs = study.user_attrs
-    state = attrs.get(RACE_ATTR) or {}
-    return state.get("status") == "running" and time.time() - float(attrs.get(ALIVE_ATTR, 0)) < grace_period
 
 
 def _short(config: ConfigResult) -> str:

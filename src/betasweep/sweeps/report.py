@@ -26,7 +26,10 @@ from betasweep.errors import ConfigError
 from betasweep.metrics.panel import PANEL_KEYS
 from betasweep.models.vae import family_values
 from betasweep.sweeps.objective import objective_value, train_and_score
-from betasweep.sweeps.spec import SweepSpec
+from betasweep.sweeps.records import (ACTIVE_UNITS, ATTEMPT_OF, BEST_SEED_CHECKPOINT, BETA_NORM, FAIL_REASON, MLFLOW_RUN_ID,
+                                      RACE_ATTR, RACE_IMAGES, RACE_ROUND, STUDY_SPEC, config_key, group_by_configuration,
+                                      per_seed, rung_of, seeds_of)
+from betasweep.sweeps.spec import SweepSpec, parse_spec
 from betasweep.sweeps.verdict import ConfigResult, Verdict, verdict
 
 __all__ = ["best_trial", "trials_frame", "write_report", "reseed_top", "format_numbers", "format_value",
@@ -36,32 +39,34 @@ __all__ = ["best_trial", "trials_frame", "write_report", "reseed_top", "format_n
 PARAM_COLUMNS = ("beta", "latent_dim", "width", "batch_size")
 
 
-def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
+def best_trial(study: optuna.Study, spec: SweepSpec | None = None) -> optuna.trial.FrozenTrial:
     """The best trial of the best configuration; for two objectives, the Pareto-optimal trial with the highest score.
 
-    A configuration trained by several trials (``betasweep race``, a queued retry, a repeated draw) is
-    ranked by its mean over all their seeds (each trial's value weighted by its number of seeds), as
-    the verdict ranks it, then its best trial is taken: Optuna's ``study.best_trial`` alone would name
-    one race trial's lucky single seed. With one trial per configuration this is ``study.best_trial``.
+    The best configuration is the verdict's (:func:`study_verdict`): the highest mean of the objective
+    over its distinct seeds (:func:`configurations`: a seed trained by two trials of one configuration
+    counts once; a race's seeds at higher rungs are the race's), ties by label; then its complete trial
+    with the highest value (the lowest number among equals; a race's trials at every rung). Optuna's ``study.best_trial`` alone would name one
+    race trial's lucky single seed. With one trial per configuration this is ``study.best_trial``.
+
+    Args:
+        spec: the study's spec (default the one stored in the study; a study without one, not made by
+            betasweep, gets Optuna's ``study.best_trial``).
 
     Raises:
         ValueError: no complete trial (as Optuna's ``best_trial``).
     """
     if len(study.directions) != 1:
         return max(study.best_trials, key=lambda t: t.values[0])
-    sign = 1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1.0
-    groups: dict[tuple, list[optuna.trial.FrozenTrial]] = {}
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        groups.setdefault(tuple(sorted((k, repr(v)) for k, v in t.params.items())), []).append(t)
-    if not groups:
-        return study.best_trial  # Optuna's own error
-
-    def mean(trials: list[optuna.trial.FrozenTrial]) -> float:
-        seeds = [len(t.user_attrs.get("seeds") or [0]) for t in trials]
-        return sum(t.values[0] * n for t, n in zip(trials, seeds)) / sum(seeds)
-
-    best = max(groups.values(), key=lambda trials: (sign * mean(trials), -min(t.number for t in trials)))
-    return max(best, key=lambda t: (sign * t.values[0], -t.number))
+    if spec is None and STUDY_SPEC in study.user_attrs:
+        spec = parse_spec(study.user_attrs[STUDY_SPEC])
+    if spec is None:
+        return study.best_trial
+    ranked = sorted((c for c in configurations(study, spec, spec.objective) if c.n), key=lambda c: (-c.mean, c.label))
+    if not ranked:
+        return study.best_trial  # Optuna's own error, or its best when no trial scored at the spec's budget
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    key = config_key(next(t for t in complete if t.number == ranked[0].trials[0]).params)
+    return max((t for t in complete if config_key(t.params) == key), key=lambda t: (t.values[0], -t.number))
 
 
 def trials_frame(study: optuna.Study, spec: SweepSpec) -> pd.DataFrame:
@@ -79,17 +84,17 @@ def trials_frame(study: optuna.Study, spec: SweepSpec) -> pd.DataFrame:
             row[name] = params.get(name, _default(name)) if name in read else "—"
         row.update({k: v for k, v in params.items() if k not in PARAM_COLUMNS})
         row["model"] = params.get("model", "beta_vae")
-        row["beta_norm"] = t.user_attrs.get("beta_norm", math.nan)
-        row["active_units"] = t.user_attrs.get("active_units")
-        row["mlflow_run_id"] = t.user_attrs.get("mlflow_run_id", "")
-        if "attempt_of" in t.user_attrs:  # a retry: the attempt it continued (sweeps/resume.py)
-            row["attempt_of"] = t.user_attrs["attempt_of"]
-        if "race_round" in t.user_attrs:  # a seed the race added (sweeps/race.py)
-            row["race_round"] = t.user_attrs["race_round"]
-        if t.user_attrs.get("race_images"):  # the race's rung: images seen by the trial's seed
-            row["race_images"] = t.user_attrs["race_images"]
+        row[BETA_NORM] = t.user_attrs.get(BETA_NORM, math.nan)
+        row[ACTIVE_UNITS] = t.user_attrs.get(ACTIVE_UNITS)
+        row[MLFLOW_RUN_ID] = t.user_attrs.get(MLFLOW_RUN_ID, "")
+        if ATTEMPT_OF in t.user_attrs:  # a retry: the attempt it continued (sweeps/resume.py)
+            row[ATTEMPT_OF] = t.user_attrs[ATTEMPT_OF]
+        if RACE_ROUND in t.user_attrs:  # a seed the race added (sweeps/race.py)
+            row[RACE_ROUND] = t.user_attrs[RACE_ROUND]
+        if t.user_attrs.get(RACE_IMAGES):  # the race's rung: images seen by the trial's seed
+            row[RACE_IMAGES] = t.user_attrs[RACE_IMAGES]
         if t.state == TrialState.FAIL:
-            row["fail_reason"] = t.user_attrs.get("fail_reason", "")
+            row[FAIL_REASON] = t.user_attrs.get(FAIL_REASON, "")
         rows.append(row)
     frame = pd.DataFrame(rows)
     if frame.empty:
@@ -112,29 +117,18 @@ def panel_value_keys(spec: SweepSpec) -> list[str]:
     return list(dict.fromkeys([spec.objective, *keys]))
 
 
-def _per_seed(trial: optuna.trial.FrozenTrial, spec: SweepSpec) -> list[dict[str, Any]]:
-    """The trial's per-seed metrics; a trial from before seeds_per_trial is one seed, its value the objective's."""
-    if trial.user_attrs.get("per_seed"):
-        return trial.user_attrs["per_seed"]
-    one = {k: v for k, v in trial.user_attrs.items() if isinstance(v, (int, float))}
-    one.setdefault(spec.objective, trial.values[0])
-    return [one]
-
-
-def _label(params: dict[str, Any], trials: list[int]) -> str:
+def config_label(params: dict[str, Any], trials: list[int]) -> str:
+    """How the verdict names a configuration: ``"trials #3, #7 (beta=4, latent_dim=10)"``."""
     shown = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
     return f"trial{'s' if len(trials) > 1 else ''} #{', #'.join(map(str, trials))} ({shown})"
 
 
 def _groups(study: optuna.Study, spec: SweepSpec) -> list[tuple[dict[str, Any], list[optuna.trial.FrozenTrial]]]:
-    """Complete trials grouped by configuration (their searched params), in trial order."""
-    groups: dict[tuple, tuple[dict[str, Any], list]] = {}
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        if int(t.user_attrs.get("race_images") or spec.train_samples) != spec.train_samples:
-            continue  # a race's seed at a higher rung: its verdict is the race's (sweeps/race.py), not this budget's
-        key = tuple(sorted((k, repr(v)) for k, v in t.params.items()))
-        groups.setdefault(key, (dict(t.params), []))[1].append(t)
-    return list(groups.values())
+    """Complete trials at the spec's budget grouped by configuration (:func:`~betasweep.sweeps.records.config_key`),
+    in trial order: a race's seed at a higher rung is left out (its verdict is the race's, sweeps/race.py)."""
+    at_budget = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                 if rung_of(t, spec.train_samples) == spec.train_samples]
+    return list(group_by_configuration(at_budget).values())
 
 
 def configurations(study: optuna.Study, spec: SweepSpec, metric: str) -> list[ConfigResult]:
@@ -146,8 +140,8 @@ def configurations(study: optuna.Study, spec: SweepSpec, metric: str) -> list[Co
     for params, trials in _groups(study, spec):
         values, collapsed, seen, curves = [], [], set(), []
         for t in trials:
-            seeds = t.user_attrs.get("seeds") or [t.user_attrs.get("seed", spec.seed)]
-            for index, (seed, metrics) in enumerate(zip(seeds, _per_seed(t, spec))):
+            seeds = seeds_of(t, spec.seed)
+            for index, (seed, metrics) in enumerate(zip(seeds, per_seed(t, spec.objective))):
                 if seed in seen:
                     continue
                 seen.add(seed)
@@ -163,7 +157,7 @@ def configurations(study: optuna.Study, spec: SweepSpec, metric: str) -> list[Co
                     curves.append(dict(zip(curve.get("budgets", []), curve.get(metric, []))))
         beta = {**spec.fixed, **params}.get("beta")
         budgets = tuple(sorted(set.intersection(*(set(c) for c in curves)))) if curves else ()
-        out.append(ConfigResult(label=_label(params, [t.number for t in trials]), values=tuple(values),
+        out.append(ConfigResult(label=config_label(params, [t.number for t in trials]), values=tuple(values),
                                 beta=None if beta is None else float(beta), collapsed=tuple(collapsed),
                                 trials=tuple(t.number for t in trials), budgets=budgets,
                                 curves=tuple(tuple(float(c[b]) for b in budgets) for c in curves) if budgets else ()))
@@ -411,15 +405,15 @@ def fetch_pictures(study: optuna.Study, spec: SweepSpec, tracker, *, gallery: in
         The best trial first (with its reconstruction), then the others by score; a trial whose run
         holds no figure (an older version's, or one deleted) gets ``None`` for it.
     """
-    best = best_trial(study)
+    best = best_trial(study, spec)
     complete = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
                       key=lambda t: (t.number != best.number, -t.values[0], t.number))[:max(1, gallery)]
     pictures = []
     with tempfile.TemporaryDirectory(prefix="betasweep-report-") as tmp:
         for trial in complete:
-            run_id = trial.user_attrs.get("mlflow_run_id")
+            run_id = trial.user_attrs.get(MLFLOW_RUN_ID)
             names = ("traversal", "reconstruction") if trial.number == best.number else ("traversal",)
-            seed_folder = trial.user_attrs.get("best_seed_checkpoint", "checkpoint")[:-len("checkpoint")]  # "seed-i/"
+            seed_folder = trial.user_attrs.get(BEST_SEED_CHECKPOINT, "checkpoint")[:-len("checkpoint")]  # "seed-i/"
             found = {name: _download_png(tracker, run_id, f"{seed_folder}figures/{name}.png", Path(tmp) / str(trial.number))
                      for name in names} if run_id else {}
             pictures.append(TrialPictures(trial.number, {**spec.fixed, **trial.params}, trial.values[0], **found))
@@ -481,7 +475,7 @@ def write_report(study: optuna.Study, spec: SweepSpec, path: str | os.PathLike, 
     """
     rank_by = rank_by or spec.objective
     frame = trials_frame(study, spec)
-    best = best_trial(study)
+    best = best_trial(study, spec)
     the_verdict = study_verdict(study, spec, rank_by)
     configs = configuration_frame(study, spec, rank_by)
     spearman = spearman_table(study, spec)
@@ -498,7 +492,7 @@ def write_report(study: optuna.Study, spec: SweepSpec, path: str | os.PathLike, 
         f"objective: {html.escape(_metric_name(spec.objective))} (<code>{html.escape(spec.objective)}</code>), mean over seeds; "
         f"panel: {html.escape(', '.join(spec.metric.panel))} ({spec.metric.num_train:,} train / {spec.metric.num_eval:,} eval "
         f"points, metric seed {spec.metric.seed}). Ranked by <code>{html.escape(rank_by)}</code>.</p>",
-        *_race_html(study.user_attrs.get("race")),
+        *_race_html(study.user_attrs.get(RACE_ATTR)),
         *_methods_html(configs, spec, rank_by),
         "<h2>Configurations: mean ± SE over seeds</h2>",
         format_configurations(configs, spec).to_html(index=False, na_rep=""),
@@ -566,9 +560,9 @@ def _families_html(study: optuna.Study, frame: pd.DataFrame) -> list[str]:
 def _best_html(best: optuna.trial.FrozenTrial, spec: SweepSpec) -> str:
     params = {**spec.fixed, **best.params}
     rows = {**{k: params.get(k, _default(k)) for k in PARAM_COLUMNS}, "score": best.values[0],
-            "seeds": " ".join(map(str, best.user_attrs.get("seeds") or [best.user_attrs.get("seed")])),
-            "train_accuracy": best.user_attrs.get("train_accuracy"), "beta_norm": best.user_attrs.get("beta_norm"),
-            "active_units": best.user_attrs.get("active_units"), "mlflow_run_id": best.user_attrs.get("mlflow_run_id")}
+            "seeds": " ".join(map(str, seeds_of(best))),
+            "train_accuracy": best.user_attrs.get("train_accuracy"), BETA_NORM: best.user_attrs.get(BETA_NORM),
+            ACTIVE_UNITS: best.user_attrs.get(ACTIVE_UNITS), MLFLOW_RUN_ID: best.user_attrs.get(MLFLOW_RUN_ID)}
     return "<table>" + "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(format_value(k, v))}</td></tr>"
                                for k, v in rows.items()) + "</table>"
 
@@ -603,17 +597,17 @@ def reseed_top(
     complete = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: -t.values[0])
     chosen, seen = [], set()
     for trial in complete:
-        key = tuple(sorted(trial.params.items()))
+        key = config_key(trial.params)
         if key not in seen:
             seen.add(key)
             chosen.append(trial)
         if len(chosen) == top:
             break
-    used = [s for t in complete for s in (t.user_attrs.get("seeds") or [t.user_attrs.get("seed", spec.seed)])]
+    used = [s for t in complete for s in seeds_of(t, spec.seed)]
     rows = []
     for trial in chosen:
-        seeds = list(trial.user_attrs.get("seeds") or [trial.user_attrs.get("seed", spec.seed)])
-        scores = [objective_value(m, spec.objective) for m in _per_seed(trial, spec)]
+        seeds = seeds_of(trial, spec.seed)
+        scores = [objective_value(m, spec.objective) for m in per_seed(trial, spec.objective)]
         for i in range(n_seeds):
             seed = max(used) + 1 + i
             echo(f"reseed: trial {trial.number} with seed {seed}")

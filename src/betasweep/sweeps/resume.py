@@ -35,19 +35,21 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Callable
 
 import numpy as np
 import optuna
 
-from betasweep.errors import BetasweepError
+from betasweep.errors import BetasweepError, DataError
+from betasweep.models import resolve_conditioning
+from betasweep.sweeps.spec import build_configs
+from betasweep.training import load_checkpoint, read_checkpoint
+from betasweep.sweeps.records import (ATTEMPT_OF, CHECKPOINT_STEPS, MLFLOW_RUN_ID, RESUMED, RETRIED_FROM, SEEDS, SEEDS_DONE)
 
 __all__ = ["Resume", "previous_attempt", "SEEDS_DONE_ATTR", "CHECKPOINT_STEPS_ATTR", "RESUMED_ATTR", "ATTEMPT_ATTR"]
 
-SEEDS_DONE_ATTR = "seeds_done"
-CHECKPOINT_STEPS_ATTR = "checkpoint_steps"
-RESUMED_ATTR = "resumed"
-ATTEMPT_ATTR = "attempt_of"
+SEEDS_DONE_ATTR, CHECKPOINT_STEPS_ATTR, RESUMED_ATTR, ATTEMPT_ATTR = SEEDS_DONE, CHECKPOINT_STEPS, RESUMED, ATTEMPT_OF
 ATTEMPT_TRIAL_TAG, ATTEMPT_RUN_TAG = "betasweep.attempt_of_trial", "betasweep.attempt_of_run"
 MAX_CHAIN = 50
 
@@ -65,7 +67,7 @@ def previous_attempt(trial: optuna.trial.FrozenTrial) -> int | None:
     history = trial.system_attrs.get("retry_history") or []
     if history:
         return int(history[-1])
-    number = trial.user_attrs.get("retried_from")
+    number = trial.user_attrs.get(RETRIED_FROM)
     return None if number is None else int(number)
 
 
@@ -126,8 +128,8 @@ class Resume:
     def seeds(self, default: list[int]) -> list[int]:
         """The seeds of the attempt this one retries (so its checkpoints fit), else ``default``."""
         for attempt in self.attempts:
-            if attempt.user_attrs.get("seeds"):
-                return [int(s) for s in attempt.user_attrs["seeds"]]
+            if attempt.user_attrs.get(SEEDS):
+                return [int(s) for s in attempt.user_attrs[SEEDS]]
         return default
 
     def start(self, trial, run) -> None:
@@ -139,8 +141,8 @@ class Resume:
         last = self.attempts[0]
         trial.set_user_attr(ATTEMPT_ATTR, last.number)
         tags = {ATTEMPT_TRIAL_TAG: last.number}
-        if last.user_attrs.get("mlflow_run_id"):
-            tags[ATTEMPT_RUN_TAG] = last.user_attrs["mlflow_run_id"]
+        if last.user_attrs.get(MLFLOW_RUN_ID):
+            tags[ATTEMPT_RUN_TAG] = last.user_attrs[MLFLOW_RUN_ID]
         run.set_tags(tags)
         self.echo(f"trial {self.number}: attempt {len(self.attempts) + 1} of trial {self.attempts[-1].number} "
                   f"(previous: trial {last.number}, run {tags.get(ATTEMPT_RUN_TAG, '?')})")
@@ -168,8 +170,6 @@ class Resume:
                 return None
             model = None
             if load_model:
-                from betasweep.training import load_checkpoint
-
                 model, _ = load_checkpoint(files["checkpoint"], map_location=device)
             for fraction, score in (record.get("intermediate") or {}).items():
                 intermediate.setdefault(float(fraction), []).append(float(score))
@@ -203,9 +203,6 @@ class Resume:
         Args:
             expected: ``expected(state) -> None`` if the checkpoint fits this seed's configs, else why not.
         """
-        from betasweep.errors import DataError
-        from betasweep.training import read_checkpoint
-
         for attempt in self.attempts:
             with tempfile.TemporaryDirectory(prefix="betasweep-resume-") as tmp:
                 try:
@@ -244,12 +241,8 @@ class Resume:
         Raises:
             BetasweepError: that checkpoint cannot be fetched or does not fit this seed's configs.
         """
-        from types import SimpleNamespace
-
-        from betasweep.training import read_checkpoint
-
         number, index = int(source["trial"]), int(source["index"])
-        attempt = SimpleNamespace(number=number, user_attrs={"mlflow_run_id": source.get("run_id")})
+        attempt = SimpleNamespace(number=number, user_attrs={MLFLOW_RUN_ID: source.get("run_id")})
         with tempfile.TemporaryDirectory(prefix="betasweep-extend-") as tmp:
             found = self._fetch_checkpoint(attempt, index, source.get("prefix", ""), Path(tmp))
             if found is None:
@@ -273,7 +266,7 @@ class Resume:
             path = self.checkpoint_dir / self.study_name / f"trial-{attempt.number}" / f"seed-{index}" / "checkpoint.pt"
             if path.is_file():
                 return path
-        run_id = attempt.user_attrs.get("mlflow_run_id")
+        run_id = attempt.user_attrs.get(MLFLOW_RUN_ID)
         if run_id is None or self.tracker is None:
             return None
         listed = self.tracker.list_artifacts(run_id, f"{prefix}checkpoint")
@@ -306,9 +299,6 @@ class Resume:
 def fits_configs(spec, params: dict[str, Any], seed: int, data) -> Callable[[dict], str | None]:
     """``expected(state)`` for :meth:`Resume.prepare_checkpoint`: None when the checkpoint was written by a
     run of this seed and these configs, else why not."""
-    from betasweep.models import resolve_conditioning
-    from betasweep.sweeps.objective import build_configs
-
     model_config, train_config = build_configs(spec, params, seed, data.num_channels)
     model_config = resolve_conditioning(model_config, data)
 

@@ -36,6 +36,8 @@ from betasweep.errors import BetasweepError, ConfigError, DivergenceError
 from betasweep.sweeps.objective import Objective
 from betasweep.sweeps.proxy import _first_line
 from betasweep.sweeps.proxy import redact_url as redact
+from betasweep.sweeps.records import (FAIL_REASON, MLFLOW_RUN_ID, RACE_TASK_ATTRS, RETRIED_FROM, SLURM_TASK,
+                                      STUDY_PARENT_RUN, STUDY_SPEC, STUDY_TRACKING_URI, WORKER, race_alive)
 from betasweep.sweeps.spec import SweepSpec, parse_spec
 from betasweep.tracking import Tracker
 
@@ -233,8 +235,8 @@ def _end_stale_run(tracking_uri: str | None) -> Callable[[optuna.Study, optuna.t
     retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
 
     def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        run_id = trial.user_attrs.get("mlflow_run_id")
-        uri = tracking_uri or study.user_attrs.get("mlflow_tracking_uri")
+        run_id = trial.user_attrs.get(MLFLOW_RUN_ID)
+        uri = tracking_uri or study.user_attrs.get(STUDY_TRACKING_URI)
         if run_id and uri:
             try:
                 tracker = Tracker(uri, study.study_name)
@@ -318,8 +320,8 @@ def create_study(spec: SweepSpec, storage: RDBStorage, tracker: Tracker, *, load
         )
     except optuna.exceptions.DuplicatedStudyError:
         existing = optuna.load_study(study_name=spec.study, storage=storage)
-        raw = existing.user_attrs.get("spec")
-        complete = raw is not None and "mlflow_parent_run_id" in existing.user_attrs
+        raw = existing.user_attrs.get(STUDY_SPEC)
+        complete = raw is not None and STUDY_PARENT_RUN in existing.user_attrs
         if complete and not load_if_exists:
             raise ConfigError(f"study {spec.study!r} already exists in this storage") from None
         if raw is not None and parse_spec(raw).to_dict() != spec.to_dict():
@@ -331,7 +333,7 @@ def create_study(spec: SweepSpec, storage: RDBStorage, tracker: Tracker, *, load
         if raw is not None:  # only the parent run is missing
             _attach_parent_run(study, spec, tracker)
             return study
-    study.set_user_attr("spec", spec.to_dict())
+    study.set_user_attr(STUDY_SPEC, spec.to_dict())
     for method, params in spec.methods.items():  # one trial of each method first, at the middle of its choices
         study.enqueue_trial({"model": method, **{p.name: p.values()[(len(p.values()) - 1) // 2] if p.choices
                                                  else p.values()[0] for p in params}})
@@ -346,8 +348,8 @@ def _attach_parent_run(study: optuna.Study, spec: SweepSpec, tracker: Tracker) -
          "search_space": ", ".join(p.name for p in spec.search_space), "sampler": spec.sampler["name"],
          "pruner": spec.pruner["name"], "directions": ",".join(spec.directions)}
     )
-    study.set_user_attr("mlflow_parent_run_id", parent)
-    study.set_user_attr("mlflow_tracking_uri", tracker.tracking_uri)
+    study.set_user_attr(STUDY_PARENT_RUN, parent)
+    study.set_user_attr(STUDY_TRACKING_URI, tracker.tracking_uri)
 
 
 def load_study(name: str, storage: RDBStorage, *, seed_offset: int = 0) -> tuple[optuna.Study, SweepSpec]:
@@ -361,7 +363,7 @@ def load_study(name: str, storage: RDBStorage, *, seed_offset: int = 0) -> tuple
     except KeyError:
         known = [s.study_name for s in optuna.get_all_study_summaries(storage)]
         raise ConfigError(f"--study {name!r}: no such study in this storage (found: {', '.join(known) or 'none'})") from None
-    raw = summary.user_attrs.get("spec")
+    raw = summary.user_attrs.get(STUDY_SPEC)
     if raw is None:
         raise ConfigError(f"--study {name!r}: not a betasweep study (no spec stored)")
     spec = parse_spec(raw)
@@ -426,7 +428,7 @@ def run_trials(
         True if the loop ended by itself, False if it was stopped by a signal.
     """
     echo = echo or (lambda message: None)
-    parent = study.user_attrs.get("mlflow_parent_run_id") or tracker.find_parent_run()
+    parent = study.user_attrs.get(STUDY_PARENT_RUN) or tracker.find_parent_run()
     if parent is None:
         raise ConfigError(f"study {study.study_name!r} has no MLflow parent run; create it with `betasweep study create`")
     objective = Objective(spec, tracker, parent, progress=progress, echo=echo, checkpoint_dir=checkpoint_dir)
@@ -530,8 +532,6 @@ def _verdict(study: optuna.Study, max_complete: int | None) -> str:
             return "wait"
         # A race (betasweep race) queues its next round once its current one is trained: wait for it while the
         # racing process is alive.
-        from betasweep.sweeps.race import race_alive
-
         storage = getattr(study._storage, "_backend", study._storage)
         return "wait" if race_alive(study, getattr(storage, "grace_period", None) or GRACE_PERIOD_S) else "done"
     return "wait" if len(states) >= max_complete else "run"
@@ -553,9 +553,9 @@ def _run_one(study: optuna.Study, objective: Objective, release: Callable[[], No
 
     def run(trial: optuna.Trial):
         release()  # the trial exists (RUNNING): other workers may count it and start theirs
-        trial.set_user_attr("worker", worker_id())
+        trial.set_user_attr(WORKER, worker_id())
         if slurm_task_id():
-            trial.set_user_attr("slurm_task", slurm_task_id())
+            trial.set_user_attr(SLURM_TASK, slurm_task_id())
         try:
             return objective(trial)
         except optuna.exceptions.UpdateFinishedTrialError:
@@ -660,9 +660,9 @@ def _requeue_interrupted(study: optuna.Study, number: int | None, *, echo: Calla
     trial = study.trials[number]
     if trial.state != optuna.trial.TrialState.FAIL:
         return
-    race = {k: v for k, v in trial.user_attrs.items() if k in ("race_seeds", "race_round", "race_images", "race_from", "race_task")}  # a race's task stays its task
-    study.enqueue_trial(trial.params, user_attrs={**race, "retried_from": number})
-    echo(f"trial {number}: {trial.user_attrs.get('fail_reason', 'stopped')}; marked failed and queued again")
+    race = {k: v for k, v in trial.user_attrs.items() if k in RACE_TASK_ATTRS}  # a race's task stays its task
+    study.enqueue_trial(trial.params, user_attrs={**race, RETRIED_FROM: number})
+    echo(f"trial {number}: {trial.user_attrs.get(FAIL_REASON, 'stopped')}; marked failed and queued again")
 
 
 def warn_if_shared_sqlite(storage_url: str, study: optuna.Study | None, *, worker: bool, echo: Callable[[str], None]) -> bool:
