@@ -83,7 +83,7 @@ def dataclass_table(cls: type) -> str:
     hints = typing.get_type_hints(cls)
     rows = ["| field | type | default | meaning |", "| --- | --- | --- | --- |"]
     for item in dataclasses.fields(cls):
-        rows.append(f"| `{item.name}` | `{cell(type_name(hints.get(item.name, item.type)))}` | {cell(default_of(item))} "
+        rows.append(f"| `{item.name}` | {cell(type_name(hints.get(item.name, item.type)))} | {cell(default_of(item))} "
                     f"| {cell(docs.get(item.name, ''))} |")
     return "\n".join(rows)
 
@@ -100,7 +100,7 @@ def config_fields_table() -> str:
     rows = ["| field | type | default | from | meaning |", "| --- | --- | --- | --- | --- |"]
     for name, kind in spec_module.CONFIG_FIELDS.items():
         owner, default, doc = owners.get(name, ("", "", ""))
-        rows.append(f"| `{name}` | `{cell(type_name(kind))}` | {cell(default)} | `{owner}` | {cell(doc)} |")
+        rows.append(f"| `{name}` | {cell(type_name(kind))} | {cell(default)} | `{owner}` | {cell(doc)} |")
     return "\n".join(rows)
 
 
