@@ -38,7 +38,7 @@ def mean_pixel_logit(images: np.ndarray | torch.Tensor, eps: float = 1e-4) -> to
     starts there starts at the best constant image instead of grey (logit about 0): Karpathy's
     "init well" (the last layer's bias at the targets' mean; "A recipe for training neural
     networks", 2019). Not in Burgess et al. 2018 nor disentanglement_lib, whose decoders start at
-    bias 0 (grey); measured against that start in README.md ("the mean-image plateau").
+    bias 0 (grey); measured against that start in docs/results/2026-12-06.md ("the mean-image plateau").
 
     Raises:
         ValueError: ``images`` is not 4-D or is empty.
