@@ -1,8 +1,9 @@
 """Write the API reference: one page per public module of src/betasweep, and its navigation.
 
 Run by mkdocs-gen-files at build time, so a module added, moved or removed shows up (or goes) without
-a hand edit. A module whose name (or a package's) starts with ``_`` is private and left out; its
-public names are documented where a public module exports them.
+a hand edit. Modules whose names start with ``_`` get a page too: a package may export public names
+defined there (``betasweep.data.human_bytes`` from ``data/_files.py``, loaded lazily, which no static
+reader of the package's ``__init__`` sees), and each public name must appear somewhere.
 """
 
 from pathlib import Path
@@ -22,8 +23,6 @@ for path in sorted((SRC / "betasweep").rglob("*.py")):
         page = ROOT.joinpath(*parts, "index.md")
     else:
         page = ROOT.joinpath(*parts).with_suffix(".md")
-    if any(part.startswith("_") for part in parts):
-        continue
     nav[tuple(parts)] = page.relative_to(ROOT).as_posix()
     with mkdocs_gen_files.open(page, "w") as out:
         out.write(f"::: {'.'.join(parts)}\n")
