@@ -265,6 +265,7 @@ def write_naming_heatmap(
     The signed AUC is ``direction · (AUC − 0.5) · 2`` in [−1, 1] (0 = no association), so both
     maps share one diverging colour scale. The naming table follows when ``rows`` is given.
     """
+    # plotly only when a heatmap is written: `import betasweep.metrics` (every CLI command) stays without it
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 

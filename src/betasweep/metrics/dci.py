@@ -28,7 +28,7 @@ import scipy.stats
 from joblib import Parallel, delayed
 from sklearn.ensemble import GradientBoostingClassifier
 
-from betasweep.metrics.encoding import check_counts, encoding_of
+from betasweep.metrics.encoding import Encoding, RepresentationFn, check_counts, encoding_of
 
 __all__ = ["dci", "dci_completeness", "dci_disentanglement", "importance_matrix"]
 
@@ -95,8 +95,8 @@ def dci_completeness(matrix: np.ndarray) -> float:
     return float(np.sum(per_factor * matrix.sum(axis=0) / matrix.sum()))
 
 
-def dci(data, representation_fn, rng: np.random.Generator, *, num_train: int = 10_000,
-        num_eval: int = 5_000, n_jobs: int | None = -1) -> dict[str, float]:
+def dci(data, representation_fn: RepresentationFn | Encoding, rng: np.random.Generator, *,
+        num_train: int = 10_000, num_eval: int = 5_000, n_jobs: int | None = -1) -> dict[str, float]:
     """Eastwood & Williams 2018 DCI with gradient-boosted trees (dlib's estimator), from one shared encoding.
 
     Args:

@@ -23,14 +23,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from betasweep.metrics.encoding import GridEncoding, check_counts, encoding_of
+from betasweep.metrics.encoding import Encoding, GridEncoding, RepresentationFn, check_counts, encoding_of
 
 __all__ = ["factor_vae_score"]
 
 
 def factor_vae_score(
     data,
-    representation_fn,
+    representation_fn: RepresentationFn | Encoding,
     rng: np.random.Generator,
     *,
     batch_size: int = 64,

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from betasweep.metrics.encoding import check_counts, encoding_of
+from betasweep.metrics.encoding import Encoding, RepresentationFn, check_counts, encoding_of
 from betasweep.metrics.mig import histogram_discretize
 
 __all__ = ["irs", "irs_of"]
@@ -46,8 +46,8 @@ def irs_of(factors: np.ndarray, codes: np.ndarray, diff_quantile: float = 0.99) 
     return float(np.mean(scores))
 
 
-def irs(data, representation_fn, rng: np.random.Generator, *, num_train: int = 10_000,
-        diff_quantile: float = 0.99, num_bins: int = 20) -> dict[str, float]:
+def irs(data, representation_fn: RepresentationFn | Encoding, rng: np.random.Generator, *,
+        num_train: int = 10_000, diff_quantile: float = 0.99, num_bins: int = 20) -> dict[str, float]:
     """Suter et al. 2019 IRS (dlib's protocol), from one shared encoding.
 
     Args:

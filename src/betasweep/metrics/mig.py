@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import mutual_info_score
 
-from betasweep.metrics.encoding import check_counts, encoding_of
+from betasweep.metrics.encoding import Encoding, RepresentationFn, check_counts, encoding_of
 
 __all__ = ["discrete_entropy", "discrete_mutual_info", "histogram_discretize", "mig"]
 
@@ -47,8 +47,8 @@ def discrete_entropy(factors: np.ndarray) -> np.ndarray:
     return np.array([mutual_info_score(factor, factor) for factor in factors.T])
 
 
-def mig(data, representation_fn, rng: np.random.Generator, *, num_train: int = 10_000,
-        num_bins: int = 20) -> dict[str, float]:
+def mig(data, representation_fn: RepresentationFn | Encoding, rng: np.random.Generator, *,
+        num_train: int = 10_000, num_bins: int = 20) -> dict[str, float]:
     """Chen et al. 2018 Mutual Information Gap (dlib's discrete estimate), from one shared encoding.
 
     Args:

@@ -16,11 +16,12 @@ image). Each generator's images are drawn once and encoded by every other model.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 
+from betasweep.metrics.encoding import RepresentationFn
 from betasweep.metrics.vae import representation_function
 
 __all__ = ["model_centrality_of_models", "KL_THRESHOLD"]
@@ -56,7 +57,7 @@ def _score(codes_var: np.ndarray, train: tuple[np.ndarray, np.ndarray], evaluati
 
 
 def model_centrality_of_models(models: Sequence, kl_per_dims: Sequence[np.ndarray], rng: np.random.Generator, *,
-                               representation_fns: Sequence[Callable[[np.ndarray], np.ndarray]] | None = None,
+                               representation_fns: Sequence[RepresentationFn] | None = None,
                                batch_size: int = 64, num_train: int = 500, num_eval: int = 250,
                                num_variance_estimate: int = 2_000, prune_threshold: float = 0.05) -> dict:
     """ModelCentrality of ``N >= 2`` models (see the module docstring).

@@ -22,7 +22,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import label_binarize
 
-from betasweep.metrics.encoding import check_counts, encoding_of
+from betasweep.metrics.encoding import Encoding, RepresentationFn, check_counts, encoding_of
 from betasweep.metrics.mig import discrete_mutual_info, histogram_discretize
 
 __all__ = ["modularity_explicitness", "modularity_of"]
@@ -56,8 +56,8 @@ def _explicitness(train: np.ndarray, y_train: np.ndarray, test: np.ndarray, y_te
     return auc(train, y_train), auc(test, y_test)
 
 
-def modularity_explicitness(data, representation_fn, rng: np.random.Generator, *, num_train: int = 10_000,
-                            num_eval: int = 5_000, num_bins: int = 20) -> dict[str, float]:
+def modularity_explicitness(data, representation_fn: RepresentationFn | Encoding, rng: np.random.Generator, *,
+                            num_train: int = 10_000, num_eval: int = 5_000, num_bins: int = 20) -> dict[str, float]:
     """Ridgeway & Mozer 2018 modularity and explicitness (dlib's protocol), from one shared encoding.
 
     Args:

@@ -28,7 +28,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.svm import LinearSVC
 from threadpoolctl import threadpool_limits
 
-from betasweep.metrics.encoding import check_counts, encoding_of
+from betasweep.metrics.encoding import Encoding, RepresentationFn, check_counts, encoding_of
 
 __all__ = ["sap_score", "sap_score_matrix"]
 
@@ -60,8 +60,8 @@ def sap_score_matrix(codes_train: np.ndarray, factors_train: np.ndarray, codes_e
     return matrix
 
 
-def sap_score(data, representation_fn, rng: np.random.Generator, *, num_train: int = 10_000,
-              num_eval: int = 5_000) -> dict[str, float]:
+def sap_score(data, representation_fn: RepresentationFn | Encoding, rng: np.random.Generator, *,
+              num_train: int = 10_000, num_eval: int = 5_000) -> dict[str, float]:
     """Kumar et al. 2018 SAP score (discrete factors, as dlib's default), from one shared encoding.
 
     Args:

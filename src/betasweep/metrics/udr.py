@@ -26,14 +26,14 @@ the same factor) and 1 with ``"spearman"`` when the dimensions are uncorrelated.
 from __future__ import annotations
 
 import warnings
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import scipy.stats
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import Lasso
 
-from betasweep.metrics.encoding import encode_images, held_out
+from betasweep.metrics.encoding import RepresentationFn, encode_images, held_out
 
 __all__ = ["relative_strength_disentanglement", "udr", "udr_images", "udr_of_models"]
 
@@ -146,7 +146,7 @@ def udr_images(data, rng: np.random.Generator, num_images: int = 1000) -> np.nda
 
 
 def udr_of_models(
-    representation_fns: Sequence[Callable[[np.ndarray], np.ndarray]],
+    representation_fns: Sequence[RepresentationFn],
     kl_per_dims: Sequence[np.ndarray],
     images: np.ndarray,
     rng: np.random.Generator | None = None,

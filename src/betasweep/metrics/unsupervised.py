@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg
 
-from betasweep.metrics.encoding import check_counts, encoding_of
+from betasweep.metrics.encoding import Encoding, RepresentationFn, check_counts, encoding_of
 from betasweep.metrics.mig import discrete_mutual_info, histogram_discretize
 
 __all__ = ["gaussian_total_correlation", "gaussian_wasserstein_correlation", "unsupervised_scores"]
@@ -38,8 +38,8 @@ def gaussian_wasserstein_correlation(cov: np.ndarray) -> float:
     return float(np.real(2 * np.trace(cov) - 2 * np.trace(root)))
 
 
-def unsupervised_scores(data, representation_fn, rng: np.random.Generator, *, num_train: int = 10_000,
-                        num_bins: int = 20) -> dict[str, float]:
+def unsupervised_scores(data, representation_fn: RepresentationFn | Encoding, rng: np.random.Generator, *,
+                        num_train: int = 10_000, num_bins: int = 20) -> dict[str, float]:
     """The unsupervised scores of ``num_train`` codes (dlib's protocol), from one shared encoding.
 
     Args:
