@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-import numpy as np
-import pytest
+# One thread per test process, and per process a test starts (they inherit the environment): two xdist
+# workers on two cores, each running torch (or a worker subprocess) at the default of one thread per core,
+# made small CPU steps 3-7x slower. Set before torch is first imported; tests that need more threads
+# (tests/test_cluster.py) set them for their own subprocesses.
+for _variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_variable, "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 # Real PostgreSQL and MLflow-server fixtures (tests/servers.py): postgres_server, postgres_url, mlflow_server;
 # a real one-node Slurm cluster (tests/slurm.py): slurm_cluster.
@@ -15,6 +23,66 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 DSPRITES_PATH = SHARED_DATA / "dsprites" / "dsprites_downsampled.npz"
 CELEBA_SAMPLE = SHARED_DATA / "celeba-sample"
+
+
+# Seconds per test file (the `--durations` of a full run, summed per file; measured on a loaded machine, so only
+# the relative sizes matter). Files are handed to the xdist workers longest first (`--no-loadscope-reorder` in
+# pyproject.toml keeps this order; xdist's default orders files by their number of tests), so a run does not
+# end with one long file alone on one core. A file not listed counts as cheap and runs after these, in the
+# collected order. Re-measure with `pytest -p no:cacheprovider --durations=0` and re-sum when files change much.
+FILE_COSTS = {
+    "tests/test_compose_stack.py": 330,
+    "tests/sweeps/test_sweep.py": 540,
+    "tests/sweeps/test_seeds.py": 240,
+    "tests/metrics/test_beta_vae.py": 120,
+    "tests/test_security.py": 360,
+    "tests/test_outage.py": 345,
+    "tests/test_families_cli.py": 330,
+    "tests/sweeps/test_methods_sweep.py": 250,
+    "tests/test_cli.py": 200,
+    "tests/test_ui.py": 185,
+    "tests/test_distributed.py": 175,
+    "tests/test_celeba_cli.py": 150,
+    "tests/sweeps/test_race_sweep.py": 145,
+    "tests/test_race_distributed.py": 140,
+    "tests/test_cluster.py": 125,
+    "tests/training/test_loop.py": 100,
+    "tests/models/test_methods.py": 85,
+    "tests/sweeps/test_verdict.py": 65,
+    "tests/sweeps/test_jobs.py": 63,
+    "tests/test_bad_input.py": 30,
+    "tests/training/test_resume_and_speed.py": 55,
+    "tests/sweeps/test_race.py": 55,
+    "tests/test_resume.py": 50,
+    "tests/sweeps/test_race_extend.py": 31,
+    "tests/test_storage_proxy.py": 30,
+    "tests/metrics/test_panel.py": 26,
+    "tests/training/test_cvae_shapes.py": 26,
+    # Users of the `trained_small` checkpoint that test_beta_vae.py trains: late, so they find it trained
+    # instead of holding a core while they wait on its lock.
+    "tests/metrics/test_udr.py": 1,
+    "tests/metrics/test_vae_stats.py": 1,
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Order the test files by :data:`FILE_COSTS`, longest first; tests keep their order inside a file."""
+    def path(item) -> str:
+        return item.nodeid.split("::", 1)[0]
+
+    first_seen: dict[str, int] = {}
+    for index, item in enumerate(items):
+        first_seen.setdefault(path(item), index)
+    items.sort(key=lambda item: (-FILE_COSTS.get(path(item), 0), first_seen[path(item)]))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread_per_process():
+    """One torch thread in each test process (see the environment set at the top of this file)."""
+    import torch
+
+    torch.set_num_threads(1)
+    yield
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -27,6 +27,34 @@ def run_betasweep(*args: str, check: bool = True, cwd: str | Path | None = None,
     return proc
 
 
+def invoke_betasweep(*args: str, cwd: str | Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run ``betasweep ARGS`` in this process: :func:`betasweep.cli.main`, what the console script calls.
+
+    For parsing and bad input, where a subprocess would spend its seconds importing torch, optuna and mlflow.
+    Returns what :func:`run_betasweep` does (``returncode``, ``stdout``, ``stderr`` as text), so assertions read
+    the same. ``cwd`` is entered for the call and left after it; ``env`` overrides variables for the call
+    (click's ``CliRunner.isolation``, which also swaps stdin, stdout and stderr). An exception that ``main``
+    does not turn into a message propagates: in a subprocess it would be a traceback.
+    """
+    import os
+
+    from click.testing import CliRunner
+
+    from betasweep.cli import main
+
+    argv = [str(arg) for arg in args]
+    before = os.getcwd()
+    with CliRunner().isolation(env=env) as (stdout, stderr, _):
+        if cwd is not None:
+            os.chdir(cwd)
+        try:
+            code = main(argv)
+        finally:
+            os.chdir(before)
+        out, err = stdout.getvalue().decode(), stderr.getvalue().decode()
+    return subprocess.CompletedProcess(["betasweep", *argv], code, out, err)
+
+
 def tiny_spec(dsprites_path: str | Path, study: str = "tiny", n_trials: int = 3, **overrides: Any) -> dict[str, Any]:
     """A sweep spec on the real dSprites grid whose trials take seconds: ~50 steps, a small metric."""
     spec = {

@@ -12,11 +12,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import betasweep_command, tiny_spec
+from helpers import invoke_betasweep, tiny_spec
 
 
 def run(*args, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([*betasweep_command(), *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300)
+    """``betasweep ARGS`` in this process (``betasweep.cli.main``; the console script is smoke-tested in
+    tests/test_cli.py): every case here fails before any work, so a subprocess would only add its imports."""
+    return invoke_betasweep(*args, cwd=cwd)
 
 
 def assert_one_line(proc: subprocess.CompletedProcess, *needles: str) -> None:

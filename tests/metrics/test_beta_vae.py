@@ -70,7 +70,9 @@ def test_fast_path_equals_the_reencoding_protocol(dsprites, factor_lookup):
 
 def test_untrained_encoder_scores_below_a_trained_one(dsprites, trained_small):
     result, path = trained_small
-    config = MetricConfig(seed=0, num_train=1000, num_eval=500)
+    # Half disentanglement_lib's test-size counts (1,000/500): measured 0.68 trained vs 0.20 untrained at those,
+    # a margin ten times the 0.05 asked for; each of the three panels costs half as much.
+    config = MetricConfig(seed=0, num_train=500, num_eval=250)
     untrained = BetaVAE(result.model.config).eval()
     trained_score = evaluate_model(result.model, dsprites, config)
     untrained_score = evaluate_model(untrained, dsprites, config)

@@ -15,7 +15,7 @@ from betasweep.errors import ConfigError
 from betasweep.models.methods import METHOD_PARAMS
 from betasweep.sweeps.objective import Objective, build_configs
 from betasweep.sweeps.spec import load_spec, parse_spec
-from helpers import run_betasweep, tiny_spec
+from helpers import invoke_betasweep, run_betasweep, tiny_spec
 
 GRID = {"beta_vae": {"beta": [1, 4]}, "annealed_vae": {"c_max": [5, 25], "iteration_threshold": [20]},
         "factor_vae": {"gamma": [10, 30]}, "dip_vae_i": {"lambda_od": [1, 5]}, "dip_vae_ii": {"lambda_od": [1, 5]},
@@ -72,7 +72,7 @@ def test_bad_method_input_is_one_line_and_exit_2(model, needle, tmp_path, dsprit
         parse_spec(spec_with(model))
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump({**tiny_spec(dsprites_path), "search_space": {}, "model": model}))
-    proc = run_betasweep("sweep", str(path), "--n-trials", "1", check=False, cwd=tmp_path)
+    proc = invoke_betasweep("sweep", str(path), "--n-trials", "1", cwd=tmp_path)  # in-process: refused before any work
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and needle in lines[0], proc.stderr
     assert not (tmp_path / "betasweep.db").exists() and not (tmp_path / "mlflow.db").exists()

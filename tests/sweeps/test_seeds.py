@@ -117,7 +117,7 @@ def test_a_bad_objective_or_panel_is_refused_before_any_study_exists(dsprites_pa
     spec = helpers.tiny_spec(dsprites_path, seeds_per_trial=seeds)
     spec["metric"] = {**spec["metric"], **metric}
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(spec))
-    proc = run_betasweep("sweep", "bad.yaml", cwd=tmp_path, check=False)
+    proc = helpers.invoke_betasweep("sweep", "bad.yaml", cwd=tmp_path)  # in-process: refused before any work
     assert proc.returncode == 2
     [line] = proc.stderr.strip().splitlines()
     assert line.startswith(f"betasweep: error: {message}")

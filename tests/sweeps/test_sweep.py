@@ -124,7 +124,7 @@ def test_a_diverging_trial_fails_with_its_reason_and_the_sweep_goes_on(dsprites_
 
 def test_an_invalid_spec_exits_2_and_creates_no_study(dsprites_path, tmp_path):
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(tiny_spec(dsprites_path, search_space={"beta": [-1.0, 2.0]})))
-    proc = betasweep("sweep", "bad.yaml", cwd=tmp_path, check=False)
+    proc = helpers.invoke_betasweep("sweep", "bad.yaml", cwd=tmp_path)  # in-process: refused before any work
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == ["betasweep: error: search_space.beta: beta must be > 0, got -1.0"]
     assert not (tmp_path / "betasweep.db").exists() and not (tmp_path / "mlflow.db").exists()
