@@ -7,7 +7,7 @@ import optuna
 from optuna.distributions import FloatDistribution
 
 from betasweep.sweeps.records import SEEDS, config_key, group_by_configuration, seeds_of
-from betasweep.sweeps.report import best_trial, configuration_frame, study_verdict
+from betasweep.sweeps.results import best_trial, configuration_frame, study_verdict
 from betasweep.sweeps.spec import parse_spec
 
 SPEC = parse_spec({"study": "r", "dataset": "shapes", "search_space": {"beta": {"low": 0.25, "high": 16, "log": True}},

@@ -27,7 +27,16 @@ import sys
 import time
 from typing import Callable, Iterator
 
-from betasweep.errors import ConfigError
+import optuna
+from optuna.trial import TrialState
+
+from betasweep.errors import BetasweepError, ConfigError
+from betasweep.sweeps.objective import Objective
+from betasweep.sweeps.records import STUDY_PARENT_RUN
+from betasweep.sweeps.storage import GRACE_PERIOD_S, make_storage
+from betasweep.sweeps.study import load_study
+from betasweep.sweeps.worker import WAIT_POLL_S, WorkerStopped, requeue_interrupted, run_one, run_trials, start_gate
+from betasweep.tracking import Tracker
 
 __all__ = ["DEFAULT_JOBS", "usable_cores", "resolve_jobs", "one_thread", "local_workers", "serve_queued"]
 
@@ -197,15 +206,8 @@ def serve_queued(study, spec, tracker, *, parent_pid: int | None = None, progres
     a file lock), so a trial another worker popped first is never replaced by a newly sampled one.
     Stopped mid-trial, the trial is failed and queued again (as ``betasweep worker``).
     """
-    import optuna
-    from optuna.trial import TrialState
-
-    from betasweep.sweeps.objective import Objective
-    from betasweep.sweeps.study import (GRACE_PERIOD_S, WAIT_POLL_S, WorkerStopped, _requeue_interrupted, _run_one,
-                                        _start_gate)
-
     echo = echo or (lambda message: None)
-    parent = study.user_attrs.get("mlflow_parent_run_id") or tracker.find_parent_run()
+    parent = study.user_attrs.get(STUDY_PARENT_RUN) or tracker.find_parent_run()
     objective = Objective(spec, tracker, parent, progress=progress, echo=echo, checkpoint_dir=checkpoint_dir)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
 
@@ -217,14 +219,14 @@ def serve_queued(study, spec, tracker, *, parent_pid: int | None = None, progres
         while parent_pid is None or os.getppid() == parent_pid:
             optuna.storages.fail_stale_trials(study)  # a dead process's trial is retried
             ran = False
-            with _start_gate(study, 0) as gate:
+            with start_gate(study, 0) as gate:
                 if study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-                    _run_one(study, objective, gate.release, echo)
+                    run_one(study, objective, gate.release, echo)
                     ran = True
             if not ran:
                 time.sleep(min(WAIT_POLL_S, GRACE_PERIOD_S))
     except KeyboardInterrupt:
-        _requeue_interrupted(study, objective.current_trial, echo=echo)
+        requeue_interrupted(study, objective.current_trial, echo=echo)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -252,9 +254,6 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore", category=UserWarning, module="optuna")
-    from betasweep.errors import BetasweepError
-    from betasweep.sweeps.study import load_study, make_storage, run_trials
-    from betasweep.tracking import Tracker
 
     def echo(message: str) -> None:
         print(f"[job {args.index}] {message}", file=sys.stderr, flush=True)
@@ -264,8 +263,6 @@ def main(argv: list[str] | None = None) -> int:
                                heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period)
         study, spec = load_study(args.study, storage, seed_offset=args.index)
         tracker = Tracker(args.tracking_uri, spec.study)
-        from betasweep.sweeps import objective  # noqa: F401  (the heavy imports, before telling the parent)
-
         if args.ready_fd is not None:
             os.write(args.ready_fd, b"1")
             os.close(args.ready_fd)

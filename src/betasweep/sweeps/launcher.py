@@ -37,13 +37,19 @@ import os
 import shlex
 import shutil
 import signal
+import subprocess
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
 import submitit
+from optuna.trial import TrialState
 
 from betasweep.errors import ConfigError
+from betasweep.sweeps.proxy import redact_url
+from betasweep.sweeps.storage import make_storage
+from betasweep.sweeps.study import load_study
+from betasweep.sweeps.worker import WorkerStopped
 
 __all__ = [
     "CLUSTERS",
@@ -266,7 +272,6 @@ def without_storage(argv: Sequence[str]) -> list[str]:
 
 def shown_command(argv: Sequence[str]) -> str:
     """``betasweep worker ARGS`` as a shell line, the storage password hidden."""
-    from betasweep.sweeps.proxy import redact_url
 
     shown = list(argv)
     for i, arg in enumerate(shown[:-1]):
@@ -298,8 +303,6 @@ class WorkerTask(submitit.helpers.Checkpointable):
         self.processes = processes  # >= 1: that many worker subprocesses sharing the task's GPU (--workers-per-gpu)
 
     def __call__(self) -> str:
-        from betasweep.sweeps.study import WorkerStopped
-
         env = submitit.JobEnvironment() if _in_submitit() else None
         where = f"{'array' if env.cluster == 'slurm' else 'local'} task {env.job_id}" if env else "worker task"
         requeue = signal.getsignal(signal.SIGUSR2)  # submitit's checkpoint-and-requeue handler (if any)
@@ -350,10 +353,6 @@ class WorkerTask(submitit.helpers.Checkpointable):
         Returns the first nonzero exit code (0 when all end well); re-raises the stop after the workers
         closed their trials.
         """
-        import subprocess
-
-        from betasweep.sweeps.study import WorkerStopped
-
         command = [sys.executable, "-m", "betasweep.cli", "worker", *self.argv]
         # SIGUSR2 ignored in the workers (an ignored signal stays ignored across exec): Slurm may signal every
         # process of the step, and the time-limit warning must reach them as SIGTERM, from here.
@@ -380,10 +379,6 @@ class WorkerTask(submitit.helpers.Checkpointable):
     def _study_done(self) -> bool:
         if not self.target:
             return False
-        from optuna.trial import TrialState
-
-        from betasweep.sweeps.study import load_study, make_storage
-
         study, _ = load_study(self.study, make_storage(self._storage()))
         return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) >= self.target
 

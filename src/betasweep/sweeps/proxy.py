@@ -64,7 +64,7 @@ def redact_url(url: str) -> str:
         return url.split(":", 1)[0] + "://..."
 
 
-def _first_line(error: BaseException) -> str:
+def first_line(error: BaseException) -> str:
     """``"ErrorType: first line of its message"`` of the error's cause, at most 300 characters."""
     cause = error.__cause__ or error
     text = str(cause).strip().splitlines()
@@ -335,7 +335,7 @@ def make_proxy_server(storage_url: str, *, host: str, port: int, threads: int, i
     try:
         storage = get_storage(RDBStorage(storage_url, engine_kwargs=engine_kwargs))
     except Exception as error:
-        raise ConfigError(f"--storage {redact_url(storage_url)}: cannot open ({_first_line(error)})") from None
+        raise ConfigError(f"--storage {redact_url(storage_url)}: cannot open ({first_line(error)})") from None
     server = grpc.server(ThreadPoolExecutor(max_workers=threads, thread_name_prefix="proxy"),
                          interceptors=list(interceptors))
     api_pb2_grpc.add_StorageServiceServicer_to_server(OptunaStorageProxyService(storage), server)
