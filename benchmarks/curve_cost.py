@@ -21,8 +21,9 @@ from _harness import Context, median, record, rounded
 
 def bench_curve_cost(ctx: Context) -> dict:
     """Seconds of a default-sweep seed with the curve / the same run less the curve's scoring."""
-    from betasweep.sweeps.objective import curve_callback, load_spec_data, train_seed
-    from betasweep.sweeps.spec import DEFAULT_SPEC, parse_spec
+    from betasweep.scoring import curve_callback
+    from betasweep.sweeps.objective import train_seed
+    from betasweep.sweeps.spec import DEFAULT_SPEC, load_spec_data, parse_spec
     from betasweep.training import TrainConfig
 
     raw = dict(DEFAULT_SPEC)
@@ -36,7 +37,7 @@ def bench_curve_cost(ctx: Context) -> dict:
     totals, curves = [], []
     for rep in range(1 if ctx.quick else 2):
         spent = [0.0]
-        score = curve_callback(spec, data, log_every)
+        score = curve_callback(spec.curve_budgets, spec.curve, data, log_every)
 
         def on_record(record_, model):
             start = time.perf_counter()

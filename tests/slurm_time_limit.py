@@ -92,7 +92,7 @@ def check_resumed(spec, trials, timed_out, tracking_uri: str, work: Path) -> boo
     from mlflow.tracking import MlflowClient
 
     from betasweep.data import DSprites
-    from betasweep.sweeps.objective import build_configs
+    from betasweep.sweeps.spec import build_configs
     from betasweep.training import read_checkpoint, train
 
     data, client, ok = DSprites(DSPRITES), MlflowClient(tracking_uri), True

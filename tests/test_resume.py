@@ -63,7 +63,7 @@ def _wait(predicate, timeout: float, what: str, logs: Path):
 
 def uninterrupted(spec, params: dict, seed: int, data):
     """The seed's final weights trained straight through, in this process (one thread, as the workers)."""
-    from betasweep.sweeps.objective import build_configs
+    from betasweep.sweeps.spec import build_configs
     from betasweep.training import train
 
     model_config, train_config = build_configs(spec, params, seed, data.num_channels)
@@ -180,11 +180,10 @@ def test_a_corrupt_checkpoint_is_skipped_in_one_line_and_one_in_the_old_format_i
     """Failed attempts made by hand: one whose checkpoint is garbage (the retry restarts the seed at step 0, one
     logged line, and scores what an uninterrupted trial scores), one whose checkpoint has the layout of main
     before issue 17 (the retry resumes from it, to the same value)."""
-    from betasweep.sweeps.spec import parse_spec
+    from betasweep.sweeps.spec import build_configs, load_spec_data, parse_spec
     from betasweep.sweeps.study import create_study, make_storage, run_trials
     from betasweep.tracking import Tracker
     from betasweep.training import TrainConfig, train
-    from betasweep.sweeps.objective import build_configs, load_spec_data
 
     raw = resume_spec(dsprites_path, "corrupt")
     raw.update(seeds_per_trial=1, train_samples=16 * 32, search_space={"beta": [2.0]}, n_trials=None)

@@ -13,8 +13,8 @@ import yaml
 
 from betasweep.errors import ConfigError
 from betasweep.models.methods import METHOD_PARAMS
-from betasweep.sweeps.objective import Objective, build_configs
-from betasweep.sweeps.spec import load_spec, parse_spec
+from betasweep.sweeps.objective import Objective
+from betasweep.sweeps.spec import build_configs, load_spec, parse_spec
 from helpers import invoke_betasweep, run_betasweep, tiny_spec
 
 GRID = {"beta_vae": {"beta": [1, 4]}, "annealed_vae": {"c_max": [5, 25], "iteration_threshold": [20]},

@@ -49,7 +49,7 @@ def evaluate(checkpoint, tracking_uri, data_path, data_from_checkpoint, metric_s
     if model.conditional:  # cvae: leakage (ROC AUC of z per conditioned label) on held-out data
         import numpy as np
 
-        from betasweep.sweeps.objective import conditional_metrics
+        from betasweep.scoring import conditional_metrics
 
         result.update(conditional_metrics(model, data, None, np.random.default_rng(metric_seed)))
     mc, tc = state["model_config"], state["train_config"]

@@ -45,7 +45,7 @@ def traverse(checkpoint, tracking_uri, out_dir, data_path, data_from_checkpoint,
 
         result["edit"] = str(save_edit_figure(model, held_out(data), label_edits, image_rng, out_dir / "edit.png"))
     if isinstance(data, CelebA) and not model.conditional:
-        from betasweep.sweeps.objective import dimension_labels, name_dimensions
+        from betasweep.scoring import dimension_labels, name_dimensions
 
         rows, files = name_dimensions(model, data, classifier, naming_rng, out_dir, kl)
         click.echo("\n".join(str(row) for row in rows), err=True)

@@ -1,6 +1,10 @@
 """The Optuna objective: one trial = build data and model from the trial's params, train each of its
 seeds, score every model with the metric panel, log, return the mean of the objective.
 
+Training and scoring one seed is :func:`betasweep.scoring.train_and_score` (no Optuna, no MLflow; this
+module's :func:`train_seed` calls it with a spec's configs); what this module adds is the trial: its
+seeds, pruning, resuming an earlier attempt, and what goes to the trial's user attributes and MLflow run.
+
 Seeds inside a trial (``seeds_per_trial: N``). The trial trains its configuration with the seeds of
 :meth:`~betasweep.sweeps.spec.SweepSpec.seeds_for`, one after the other, and returns the mean of the
 objective over them. What it records:
@@ -50,146 +54,35 @@ import dataclasses
 import math
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import optuna
 
-from betasweep.data import DATASET_CHANNELS, load_dataset
+from betasweep.data import DATASET_CHANNELS
 from betasweep.errors import DivergenceError
-from betasweep.figures import save_figures, save_kl_chart
-from betasweep.metrics import (disentanglement_score, evaluate_model, labelled_view, panel_scores,
-                               representation_function, udr_images, udr_of_models)
+from betasweep.metrics import disentanglement_score, panel_scores, representation_function, udr_images, udr_of_models
 from betasweep.metrics.model_centrality import model_centrality_of_models
-from betasweep.models import ModelConfig, beta_norm
+from betasweep.models import beta_norm
 from betasweep.models.vae import family_values
+from betasweep.scoring import (SCALAR_KEYS, curve_callback, objective_value, summarise_seeds,
+                               train_and_score as score_configs)
 from betasweep.sweeps.records import (BEST_SEED_CHECKPOINT, BETA_NORM, COLLAPSED_SEEDS, CPU_S, DIMENSION_NAMES,
                                       FAIL_REASON, GPU_S, IMAGES_TRAINED, MLFLOW_RUN_ID, PER_SEED, RACE_FROM, RACE_IMAGES,
                                       RACE_SEEDS, SEED, SEEDS)
 from betasweep.sweeps.resume import Resume, fits_configs
-from betasweep.sweeps.spec import LABEL_FREE, SweepSpec, panel_metric_of
-from betasweep.training import TrainConfig, train
+from betasweep.sweeps.spec import LABEL_FREE, SweepSpec, build_configs, load_spec_data, panel_metric_of
+from betasweep.training import TrainConfig, resolve_device
 from betasweep.tracking import Tracker, TrialRun
 
-__all__ = ["Objective", "build_configs", "curve_callback", "curve_from_history", "train_and_score", "train_seed", "objective_value", "summarise_seeds",
-           "dimension_labels", "SCALAR_KEYS", "UDR_IMAGES"]
+__all__ = ["Objective", "train_and_score", "train_seed", "artifact_folder", "UDR_IMAGES"]
 
 IMAGE_KEYS = ("traversal", "reconstruction")  # logged also as time-stepped images (MLflow's image grid)
 
-USER_ATTRS = ("train_accuracy", "recon_loss", "kl", "kl_per_dim", "elbo", "active_units", "beta_norm", "seed",
-              "wall_time_s", "train_wall_time_s")
-
-SCALAR_KEYS = ("beta_vae", "weak_label", "factor_vae", "mig", "sap", "dci_disentanglement", "dci_completeness",
-               "dci_informativeness", "udr", "model_centrality", "modularity", "explicitness", "irs",
-               "gaussian_total_correlation", "wasserstein_correlation", "mutual_info_score", "train_accuracy", "eval_accuracy", "recon_loss", "kl", "elbo",
-               "active_units", "wall_time_s", "train_wall_time_s")
-"""Per-seed metrics a trial summarises by mean (and standard error): the panel's keys, UDR, the VAE statistics."""
-
 UDR_IMAGES = 1000
 """Held-out images the models of a trial encode for UDR (disentanglement_lib's ``num_data_points``)."""
-
-
-def objective_value(metrics: dict[str, Any], objective: str) -> float:
-    """The objective's value in one model's (or one trial's) metrics: ``metrics[objective]``.
-
-    Trials logged before the panel existed have no ``beta_vae`` / ``weak_label`` key: their Higgins
-    (or weak-label) score is ``eval_accuracy``.
-    """
-    if objective in metrics:
-        return float(metrics[objective])
-    if objective in ("beta_vae", "weak_label") and "eval_accuracy" in metrics:
-        return float(metrics["eval_accuracy"])
-    raise KeyError(f"no {objective!r} among the metrics ({', '.join(sorted(metrics))})")
-
-
-def summarise_seeds(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean over seeds of every scalar in :data:`SCALAR_KEYS` present in all of ``per_seed``, and with
-    two seeds or more its standard error ``<key>_se`` = ``std(ddof=1) / sqrt(N)``; ``kl_per_dim``
-    averaged element-wise. Non-finite values propagate (a NaN seed makes the mean NaN)."""
-    out: dict[str, Any] = {}
-    n = len(per_seed)
-    conditional = sorted(k for k in (per_seed[0] if per_seed else {}) if k.startswith(("control_", "leakage_auc_")))
-    for key in (*SCALAR_KEYS, *conditional):  # cvae: control_<label>, leakage_auc_<label> (and their means)
-        if not per_seed or not all(key in m for m in per_seed):
-            continue
-        values = np.array([float(m[key]) for m in per_seed])
-        out[key] = float(values.mean())
-        if n >= 2:
-            out[f"{key}_se"] = float(values.std(ddof=1) / math.sqrt(n))
-    if per_seed and all("kl_per_dim" in m for m in per_seed):
-        out["kl_per_dim"] = [float(v) for v in np.mean([m["kl_per_dim"] for m in per_seed], axis=0)]
-    return out
-
-
-def curve_callback(spec: SweepSpec, data, log_every: int,
-                   log: Callable[[dict[str, float], int], None] | None = None) -> Callable[[dict[str, Any], Any], None]:
-    """A training callback that scores the learning curve (``metric.curve``) into the training records.
-
-    At the first record at or past each of ``spec.curve_budgets`` (images seen) the model is scored with
-    the spec's panel at the curve's cheap settings (:attr:`SweepSpec.curve`, its metric seed fixed); the
-    record gets ``curve = {"budgets": [the budgets it covers], "scores": {metric: value}}`` and
-    ``log(scores, samples)`` is called. The records are the training history that checkpoints keep, so
-    a seed resumed from a checkpoint keeps the points scored before (:func:`curve_from_history`); which
-    budgets a record covers follows from its step alone (records come every ``log_every`` steps, and at
-    the last one), so a resumed run scores exactly the budgets the first attempt did not reach.
-    The model's mode is restored after (:func:`~betasweep.metrics.representation_function`).
-    """
-    budgets = tuple(spec.curve_budgets)
-
-    def score(record: dict[str, Any], model) -> None:
-        step, samples = int(record["step"]), int(record["samples"])
-        previous = (step - 1) // log_every * log_every * (samples // step)  # images seen at the record before
-        covered = [b for b in budgets if previous < b <= samples]
-        if not covered:
-            return
-        scores = {k: float(v) for k, v in panel_scores(labelled_view(model, data), representation_function(model),
-                                                        np.random.default_rng(spec.curve.seed), config=spec.curve).items()}
-        record["curve"] = {"budgets": covered, "scores": scores}
-        if log is not None:
-            log(scores, samples)
-
-    return score
-
-
-def curve_from_history(history: list[dict[str, Any]]) -> dict[str, list]:
-    """A seed's learning curve from its training records (:func:`curve_callback`): ``budgets`` (nominal),
-    ``samples`` (images seen when scored), and each panel value's list, one entry per budget; ``{}``
-    when no record was scored."""
-    curve: dict[str, list] = {}
-    for record in history:
-        point = record.get("curve")
-        for budget in (point or {}).get("budgets", []):
-            curve.setdefault("budgets", []).append(budget)
-            curve.setdefault("samples", []).append(record["samples"])
-            for key, value in point["scores"].items():
-                curve.setdefault(key, []).append(value)
-    return curve
-
-
-def build_configs(spec: SweepSpec, params: dict[str, Any], seed: int, num_channels: int) -> tuple[ModelConfig, TrainConfig]:
-    """Split a trial's params plus the spec's fixed fields into the model's and the training's config.
-
-    When the spec searches ``model``, fields of the families the trial did not draw are left out
-    (a conditional search space); with ``model`` fixed they are refused (:class:`ModelConfig`).
-    """
-    values = {**spec.fixed, **params}
-    if spec.methods or any(p.name == "model" for p in spec.search_space):
-        values = family_values(values)
-    model_config = ModelConfig(
-        num_channels=num_channels, **{k: v for k, v in values.items() if k in ModelConfig.__dataclass_fields__}
-    )
-    train_config = TrainConfig(
-        train_samples=spec.train_samples, seed=seed,
-        **{k: v for k, v in values.items() if k in TrainConfig.__dataclass_fields__},
-    )
-    return model_config, train_config
-
-
-def load_spec_data(spec: SweepSpec):
-    """The spec's dataset, loaded."""
-    dataset = spec.dataset
-    return load_dataset(dataset["name"], dataset.get("path"), subsample=dataset.get("subsample"))
 
 
 def train_and_score(
@@ -201,7 +94,7 @@ def train_and_score(
     on_record: Callable[[dict[str, Any], Any], None] | None = None,
     progress: bool = False,
 ) -> tuple[dict[str, Any], dict[str, Path]]:
-    """Train one configuration with one seed and score it with the spec's metric panel.
+    """Train one configuration of ``spec`` with one seed and score it with the spec's metric panel.
 
     Returns:
         ``(metrics, files)`` of :func:`train_seed`.
@@ -222,60 +115,46 @@ def train_seed(
     checkpoint_path: str | Path | None = None,
     on_checkpoint: Callable[[Path, int], None] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Path], Any]:
-    """Train one configuration with one seed and score it with the spec's metric panel.
+    """:func:`betasweep.scoring.train_and_score` with a trial's params: the spec's configs
+    (:func:`~betasweep.sweeps.spec.build_configs`), its full metric settings and dataset; the KL chart
+    titled with ``params``.
 
     Args:
         data: the spec's dataset if already loaded (a trial loads it once for all its seeds).
-        checkpoint_path: where training checkpoints (and resumes from, if the file exists);
-            default ``workdir/checkpoint.pt``.
-        on_checkpoint: passed to :func:`~betasweep.training.train` (e.g. upload each checkpoint).
+        checkpoint_path, on_checkpoint, on_record, progress: as :func:`betasweep.scoring.train_and_score`'s.
 
     Returns:
-        ``(metrics, files, model)``: metrics of :func:`~betasweep.metrics.evaluate_model` (the
-        panel's keys, ``train_accuracy``, ``eval_accuracy``, ``recon_loss``, ``kl``,
-        ``kl_per_dim``, ``elbo``, ``active_units``) plus ``beta_norm``, ``seed``, ``wall_time_s``,
-        ``train_wall_time_s``; paths of ``checkpoint``, ``traversal``, ``reconstruction``,
-        ``kl_chart`` (and for CelebA ``naming_csv``, ``naming_html``: see :func:`name_dimensions`);
-        the trained model.
+        ``(metrics, files, model)`` of :func:`betasweep.scoring.train_and_score`.
 
     Raises:
         DivergenceError: training produced a non-finite loss.
     """
-    start = time.perf_counter()
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    dataset = spec.dataset
     data = data if data is not None else load_spec_data(spec)
     model_config, train_config = build_configs(spec, params, seed, data.num_channels)
-    checkpoint = Path(checkpoint_path) if checkpoint_path is not None else workdir / "checkpoint.pt"
-    extra = {"dataset": dataset["name"], "data_path": dataset.get("path"), "subsample": dataset.get("subsample"),
-             "metric_config": spec.metric.to_dict()}  # `betasweep evaluate` scores it with this panel by default
-    result = train(data, model_config, train_config, checkpoint_path=checkpoint, extra=extra, callback=on_record, progress=progress,
-                   on_checkpoint=on_checkpoint)
-    metrics = evaluate_model(result.model, data, spec.metric)
-    if curve := curve_from_history(result.history):
-        metrics["curve"] = curve
-    figure_rng, naming_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(spec.metric.seed).spawn(4)[2:])
-    files: dict[str, Path] = {"checkpoint": checkpoint}
-    names = None
-    if result.model.conditional:  # cvae: control and leakage instead of naming z's dimensions by attribute
-        metrics.update(conditional_metrics(result.model, data, dataset.get("classifier"), naming_rng))
-    elif dataset["name"] == "celeba":
-        rows, naming_files = name_dimensions(result.model, data, dataset.get("classifier"), naming_rng, workdir,
-                                             metrics["kl_per_dim"])
-        files.update(naming_files)
-        metrics["dimension_names"] = [str(row) for row in rows]
-        names = dimension_labels(rows)
-    files.update(save_figures(result.model, data, figure_rng, workdir, metrics["kl_per_dim"], names=names))
-    files["kl_chart"] = save_kl_chart(metrics["kl_per_dim"], workdir / "kl_per_dim.png",
-                                      title=", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()))
-    metrics.update(
-        beta_norm=beta_norm(train_config.beta, model_config.latent_size, model_config.num_pixels),
-        seed=seed,
-        train_wall_time_s=result.wall_time_s,
-        wall_time_s=time.perf_counter() - start,
-    )
-    return metrics, files, result.model
+    title = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+    return score_configs(data, model_config, train_config, spec.metric, workdir, dataset=spec.dataset, title=title,
+                         on_record=on_record, progress=progress, checkpoint_path=checkpoint_path,
+                         on_checkpoint=on_checkpoint)
+
+
+@dataclass
+class _TrialContext:
+    """One trial's state while :meth:`Objective.__call__` runs it."""
+
+    trial: optuna.Trial
+    spec: SweepSpec
+    params: dict[str, Any]
+    seeds: list[int]
+    resume: Resume
+    cpu_start: float
+    run: TrialRun | None = None
+    data: Any = None
+    intermediate: dict[float, list[float]] = field(default_factory=dict)  # fraction -> cheap score of each seed so far
+    trained: list[tuple[int, float, str]] = field(default_factory=list)  # (images, seconds, device) per seed trained here
+
+    @property
+    def several(self) -> bool:
+        return len(self.seeds) > 1
 
 
 class Objective:
@@ -322,118 +201,145 @@ class Objective:
         return params
 
     def __call__(self, trial: optuna.Trial):
+        cpu_start = time.process_time()  # the trial's cost: CPU seconds, (images, seconds, device) per seed
         spec = self.spec
         if trial.user_attrs.get(RACE_IMAGES):  # a race's task: its seed's budget is the race's rung (sweeps/race.py)
             spec = dataclasses.replace(spec, train_samples=int(trial.user_attrs[RACE_IMAGES]))
-        cpu_start, trained = time.process_time(), []  # the trial's cost: CPU seconds, (images, seconds, device) per seed
         self.current_trial = trial.number
         params = self.suggest(trial)
         seeds = [int(s) for s in trial.user_attrs.get(RACE_SEEDS) or spec.seeds_for(trial.number)]
         resume = Resume.of(trial, spec.study, checkpoint_dir=self.checkpoint_dir, tracker=self.tracker, echo=self.echo)
         seeds = resume.seeds(seeds)  # a retry trains its failed attempt's seeds (sweeps/resume.py)
-        several = len(seeds) > 1
-        run = self.tracker.start_trial_run(self.parent_run_id, trial.number)
-        trial.set_user_attr(MLFLOW_RUN_ID, run.run_id)
-        trial.set_user_attr(SEEDS, seeds)
-        resume.start(trial, run)
-        _end_previous_run(self.tracker, resume.attempts)  # left RUNNING if MLflow was down when that attempt failed
-        self.echo(f"trial {trial.number}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in params.items())
-                  + (f" (seeds {', '.join(map(str, seeds))})" if several else f" (seed {seeds[0]})"))
-        run.log_params({**spec.fixed, **params, "seed": seeds[0], "dataset": spec.dataset["name"],
-                        "train_samples": spec.train_samples, "study": spec.study,
-                        "beta_norm": _beta_norm_of(spec, params), "objective": spec.objective,
-                        "panel": ",".join(spec.metric.panel), "seeds_per_trial": len(seeds),
-                        **({"seeds": " ".join(map(str, seeds))} if several else {})})
+        t = _TrialContext(trial, spec, params, seeds, resume, cpu_start)
+        self._start_run(t)
         try:
-            per_seed: list[dict[str, Any]] = []
-            models = []
-            intermediate: dict[float, list[float]] = {}  # fraction -> cheap score of each seed trained so far
-            with tempfile.TemporaryDirectory(prefix=f"betasweep-trial-{trial.number}-") as workdir:
-                data = load_spec_data(spec)
-                for index, seed in enumerate(seeds):
-                    prefix = f"seed-{index}/" if several else ""
-                    logged: set[int] = set()  # images seen of the curve points logged to the run live
-                    done = resume.finished_seed(index, prefix, Path(workdir) / f"seed-{index}", intermediate,
-                                                load_model=spec.objective in LABEL_FREE)
-                    checkpoint = resume.checkpoint_path(index, Path(workdir) / f"seed-{index}")
-                    if done is None:
-                        start_step = resume.prepare_checkpoint(index, prefix, checkpoint, fits_configs(spec, params, seed, data))
-                        if not start_step and trial.user_attrs.get(RACE_FROM):  # a race's extension: from the lower rung
-                            start_step = resume.continue_from(trial.user_attrs[RACE_FROM], checkpoint,
-                                                              fits_configs(spec, params, seed, data))
-                    metrics, files, model = done or train_seed(
-                        spec, params, seed, Path(workdir) / f"seed-{index}", data=data, checkpoint_path=checkpoint,
-                        on_checkpoint=resume.on_checkpoint(index, prefix),
-                        on_record=self._on_record(trial, run, data, index, prefix, intermediate, logged),
-                        progress=self.progress)
-                    for name, path in files.items():
-                        run.log_artifact(path, prefix + artifact_folder(name))
-                    for key in IMAGE_KEYS:  # the chart view's image grid shows these side by side across trials
-                        run.log_image(files[key], key if index == 0 else prefix + key, step=spec.train_samples)
-                    per_seed.append(metrics)
-                    if done is None:
-                        train_config = build_configs(spec, params, seed, data.num_channels)[1]
-                        trained.append(((train_config.num_steps - start_step) * train_config.batch_size,
-                                        float(metrics.get("train_wall_time_s", 0.0)), train_config.device))
-                    if spec.objective in LABEL_FREE:
-                        models.append(model)
-                    if several:
-                        run.log_metrics({f"{prefix}{k}": v for k, v in metrics.items() if k != "dimension_names"},
-                                        step=spec.train_samples)
-                        self.echo(f"trial {trial.number}: seed {index} ({seed}): {_seed_line(metrics, spec)}")
-                    for i, samples in enumerate(metrics.get("curve", {}).get("samples", [])):  # scored before a resume
-                        if samples not in logged:
-                            run.log_metrics({f"{prefix}curve/{k}": v[i] for k, v in metrics["curve"].items()
-                                             if k not in ("budgets", "samples")}, step=samples)
-                    resume.seed_finished(index, metrics, intermediate)
-                if spec.objective == "udr":
-                    self._udr(data, models, per_seed)
-                elif spec.objective == "model_centrality":
-                    self._model_centrality(models, per_seed)
+            per_seed = self._train_seeds(t)
             summary = summarise_seeds(per_seed)
             value = objective_value(summary, spec.objective)
-            best_index = max(range(len(per_seed)), key=lambda i: objective_value(per_seed[i], spec.objective))
-            attrs = {**summary,
-                     BETA_NORM: per_seed[0]["beta_norm"], SEED: seeds[0],
-                     PER_SEED: [_json_ready(m) for m in per_seed],
-                     COLLAPSED_SEEDS: [i for i, m in enumerate(per_seed) if m["active_units"] == 0],
-                     BEST_SEED_CHECKPOINT: (f"seed-{best_index}/" if several else "") + "checkpoint"}
-            attrs.update(_cost(trained, cpu_start))
-            for key, item in attrs.items():  # inside the try: a trial failed meanwhile by another worker still closes its run
-                trial.set_user_attr(key, item)
-            if "dimension_names" in per_seed[0]:  # CelebA: "dim 7 -> Blond_Hair (AUC 0.76, ...)", by KL (first seed)
-                trial.set_user_attr(DIMENSION_NAMES, per_seed[0]["dimension_names"])
-            for key in ("control", "leakage_auc"):  # cvae: {attribute: value} of the first seed (each seed's: per_seed)
-                if key in per_seed[0]:
-                    trial.set_user_attr(key, per_seed[0][key])
+            self._record(t, per_seed, summary)  # inside the try: a trial failed meanwhile by another worker still closes its run
         except optuna.TrialPruned:
-            run.close_quietly("KILLED", {"optuna.state": "PRUNED"})
+            t.run.close_quietly("KILLED", {"optuna.state": "PRUNED"})
             self.echo(f"trial {trial.number}: pruned")
             raise
         except DivergenceError as error:
             trial.set_user_attr(FAIL_REASON, str(error))
-            run.close_quietly("FAILED", {"optuna.state": "FAIL", "fail_reason": str(error)})
+            t.run.close_quietly("FAILED", {"optuna.state": "FAIL", "fail_reason": str(error)})
             self.echo(f"trial {trial.number}: failed: {error}")
             raise
         except BaseException as error:  # a crash (FAILED), SIGTERM / Ctrl-C or a lost heartbeat (KILLED)
-            stolen = isinstance(error, optuna.exceptions.UpdateFinishedTrialError)
-            if stolen:
-                reason = "failed by another worker: no heartbeat within the grace period"
-            elif isinstance(error, Exception):
-                reason = f"{type(error).__name__}: {error}"[:500]
-            else:
-                reason = f"worker stopped ({error or 'Ctrl-C'})"
-            with contextlib.suppress(Exception):  # the trial may be finished already, or its database gone
-                trial.set_user_attr(FAIL_REASON, reason)
-            # one short try, never raising: with MLflow down the retry of this trial ends the run later
-            run.close_quietly("FAILED" if isinstance(error, Exception) and not stolen else "KILLED",
-                              {"optuna.state": "FAIL", "fail_reason": reason})
+            _close_after_crash(trial, t.run, error)
             raise
-        run.log_metrics({**summary, "score": value}, step=spec.train_samples)
-        run.set_tags({"optuna.state": "COMPLETE"})
-        run.end("FINISHED")
-        spread = f" ± {summary[spec.objective + '_se']:.4f} (SE over {len(seeds)} seeds)" if several else ""
-        self.echo(f"trial {trial.number}: {spec.objective} {value:.4f}{spread}; {_seed_line(summary, spec)}, "
+        return self._finish(t, per_seed, summary, value)
+
+    def _start_run(self, t: _TrialContext) -> None:
+        """Open the trial's MLflow run, record its id and seeds, link it to the attempt it retries, log its params."""
+        trial, spec, params, seeds = t.trial, t.spec, t.params, t.seeds
+        t.run = run = self.tracker.start_trial_run(self.parent_run_id, trial.number)
+        trial.set_user_attr(MLFLOW_RUN_ID, run.run_id)
+        trial.set_user_attr(SEEDS, seeds)
+        t.resume.start(trial, run)
+        _end_previous_run(self.tracker, t.resume.attempts)  # left RUNNING if MLflow was down when that attempt failed
+        self.echo(f"trial {trial.number}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in params.items())
+                  + (f" (seeds {', '.join(map(str, seeds))})" if t.several else f" (seed {seeds[0]})"))
+        run.log_params({**spec.fixed, **params, "seed": seeds[0], "dataset": spec.dataset["name"],
+                        "train_samples": spec.train_samples, "study": spec.study,
+                        "beta_norm": _beta_norm_of(spec, params), "objective": spec.objective,
+                        "panel": ",".join(spec.metric.panel), "seeds_per_trial": len(seeds),
+                        **({"seeds": " ".join(map(str, seeds))} if t.several else {})})
+
+    def _train_seeds(self, t: _TrialContext) -> list[dict[str, Any]]:
+        """Train (or take over from an earlier attempt) each seed in turn; each seed's metrics, in seed order.
+        With a label-free objective (UDR, ModelCentrality) the seeds' models are then scored together."""
+        per_seed: list[dict[str, Any]] = []
+        models = []
+        with tempfile.TemporaryDirectory(prefix=f"betasweep-trial-{t.trial.number}-") as workdir:
+            t.data = load_spec_data(t.spec)
+            for index, seed in enumerate(t.seeds):
+                metrics, model = self._seed(t, index, seed, Path(workdir) / f"seed-{index}")
+                per_seed.append(metrics)
+                if t.spec.objective in LABEL_FREE:
+                    models.append(model)
+            if t.spec.objective == "udr":
+                self._udr(t.data, models, per_seed)
+            elif t.spec.objective == "model_centrality":
+                self._model_centrality(models, per_seed)
+        return per_seed
+
+    def _seed(self, t: _TrialContext, index: int, seed: int, workdir: Path) -> tuple[dict[str, Any], Any]:
+        """Seed ``index``: taken over finished from an earlier attempt, else trained (from a checkpoint where one
+        fits); logged to the run and recorded for a retry. Its ``(metrics, model)`` (model: None unless a
+        label-free objective needs it)."""
+        prefix = f"seed-{index}/" if t.several else ""
+        logged: set[int] = set()  # images seen of the curve points logged to the run live
+        done = t.resume.finished_seed(index, prefix, workdir, t.intermediate, load_model=t.spec.objective in LABEL_FREE)
+        metrics, files, model = done or self._train_one(t, index, seed, prefix, workdir, logged)
+        self._log_seed(t, index, seed, prefix, metrics, files, logged)
+        t.resume.seed_finished(index, metrics, t.intermediate)
+        return metrics, model
+
+    def _train_one(self, t: _TrialContext, index: int, seed: int, prefix: str, workdir: Path,
+                   logged: set[int]) -> tuple[dict[str, Any], dict[str, Path], Any]:
+        """Train seed ``index``: from an earlier attempt's checkpoint that fits, else a race's lower rung, else step 0;
+        its cost appended to ``t.trained``."""
+        spec, resume = t.spec, t.resume
+        checkpoint = resume.checkpoint_path(index, workdir)
+        expected = fits_configs(spec, t.params, seed, t.data)
+        start_step = resume.prepare_checkpoint(index, prefix, checkpoint, expected)
+        if not start_step and t.trial.user_attrs.get(RACE_FROM):  # a race's extension: from the lower rung
+            start_step = resume.continue_from(t.trial.user_attrs[RACE_FROM], checkpoint, expected)
+        metrics, files, model = train_seed(
+            spec, t.params, seed, workdir, data=t.data, checkpoint_path=checkpoint,
+            on_checkpoint=resume.on_checkpoint(index, prefix),
+            on_record=self._on_record(t.trial, t.run, t.data, index, prefix, t.intermediate, logged),
+            progress=self.progress)
+        train_config = build_configs(spec, t.params, seed, t.data.num_channels)[1]
+        t.trained.append(((train_config.num_steps - start_step) * train_config.batch_size,
+                          float(metrics.get("train_wall_time_s", 0.0)), train_config.device))
+        return metrics, files, model
+
+    def _log_seed(self, t: _TrialContext, index: int, seed: int, prefix: str, metrics: dict[str, Any],
+                  files: dict[str, Path], logged: set[int]) -> None:
+        """Seed ``index``'s artifacts, images, final metrics (several seeds) and the curve points not logged live."""
+        run, spec = t.run, t.spec
+        for name, path in files.items():
+            run.log_artifact(path, prefix + artifact_folder(name))
+        for key in IMAGE_KEYS:  # the chart view's image grid shows these side by side across trials
+            run.log_image(files[key], key if index == 0 else prefix + key, step=spec.train_samples)
+        if t.several:
+            run.log_metrics({f"{prefix}{k}": v for k, v in metrics.items() if k != "dimension_names"},
+                            step=spec.train_samples)
+            self.echo(f"trial {t.trial.number}: seed {index} ({seed}): {_seed_line(metrics, spec)}")
+        for i, samples in enumerate(metrics.get("curve", {}).get("samples", [])):  # scored before a resume
+            if samples not in logged:
+                run.log_metrics({f"{prefix}curve/{k}": v[i] for k, v in metrics["curve"].items()
+                                 if k not in ("budgets", "samples")}, step=samples)
+
+    def _record(self, t: _TrialContext, per_seed: list[dict[str, Any]], summary: dict[str, Any]) -> None:
+        """The trial's user attributes: the summary over seeds, each seed's metrics, its cost (module docstring)."""
+        trial, spec = t.trial, t.spec
+        best_index = max(range(len(per_seed)), key=lambda i: objective_value(per_seed[i], spec.objective))
+        attrs = {**summary,
+                 BETA_NORM: per_seed[0]["beta_norm"], SEED: t.seeds[0],
+                 PER_SEED: [_json_ready(m) for m in per_seed],
+                 COLLAPSED_SEEDS: [i for i, m in enumerate(per_seed) if m["active_units"] == 0],
+                 BEST_SEED_CHECKPOINT: (f"seed-{best_index}/" if t.several else "") + "checkpoint"}
+        attrs.update(_cost(t.trained, t.cpu_start))
+        for key, item in attrs.items():
+            trial.set_user_attr(key, item)
+        if "dimension_names" in per_seed[0]:  # CelebA: "dim 7 -> Blond_Hair (AUC 0.76, ...)", by KL (first seed)
+            trial.set_user_attr(DIMENSION_NAMES, per_seed[0]["dimension_names"])
+        for key in ("control", "leakage_auc"):  # cvae: {attribute: value} of the first seed (each seed's: per_seed)
+            if key in per_seed[0]:
+                trial.set_user_attr(key, per_seed[0][key])
+
+    def _finish(self, t: _TrialContext, per_seed: list[dict[str, Any]], summary: dict[str, Any], value: float):
+        """Log the summary, end the run FINISHED, echo the trial's line; the trial's value(s) for Optuna."""
+        spec, seeds = t.spec, t.seeds
+        t.run.log_metrics({**summary, "score": value}, step=spec.train_samples)
+        t.run.set_tags({"optuna.state": "COMPLETE"})
+        t.run.end("FINISHED")
+        spread = f" ± {summary[spec.objective + '_se']:.4f} (SE over {len(seeds)} seeds)" if t.several else ""
+        self.echo(f"trial {t.trial.number}: {spec.objective} {value:.4f}{spread}; {_seed_line(summary, spec)}, "
                   f"{sum(m['wall_time_s'] for m in per_seed):.0f} s")
         if spec.second_objective:
             return value, summary[spec.second_objective]
@@ -472,7 +378,7 @@ class Objective:
             run.log_metrics({f"{prefix}curve/{k}": v for k, v in scores.items()}, step=samples)
 
         log_every = int({**spec.fixed, **trial.params}.get("log_every", TrainConfig.log_every))
-        score_curve = curve_callback(spec, data, log_every, log_curve) if spec.curve is not None else None
+        score_curve = curve_callback(spec.curve_budgets, spec.curve, data, log_every, log_curve) if spec.curve is not None else None
         progress_line = self._progress_lines(trial.number, prefix, int(trial.user_attrs.get(RACE_IMAGES) or 0))
 
         def on_record(record: dict[str, Any], model) -> None:
@@ -529,12 +435,11 @@ class Objective:
         return line
 
 
+
 def _cost(trained: list[tuple[int, float, str]], cpu_start: float) -> dict[str, Any]:
     """A trial's cost (user attributes): ``images_trained`` (images its seeds trained here, a resumed part not
     counted), ``cpu_s`` (this process's CPU seconds over the trial: training, scoring, logging) and ``gpu_s``
     (training seconds of seeds trained on a CUDA device)."""
-    from betasweep.training import resolve_device
-
     return {IMAGES_TRAINED: int(sum(images for images, _, _ in trained)), CPU_S: time.process_time() - cpu_start,
             GPU_S: float(sum(seconds for _, seconds, device in trained if resolve_device(device).type == "cuda"))}
 
@@ -552,67 +457,21 @@ def _json_ready(metrics: dict[str, Any]) -> dict[str, Any]:
             for k, v in metrics.items() if k != "dimension_names"}
 
 
-
-
-def name_dimensions(model, data, classifier_path: str | None, rng: np.random.Generator, workdir: Path,
-                    kl_per_dim: list[float]) -> tuple[list, dict[str, Path]]:
-    """CelebA: which latent dimension encodes which attribute, measured on the val partition.
-
-    Writes ``dimension_names.csv`` and ``dimension_names.html`` (AUC of each ``mu_j`` per attribute;
-    with an attribute ``classifier`` checkpoint also the change of its predicted probability along
-    a traversal of ``j``).
-
-    Returns:
-        ``(rows, files)``: the naming table (one :class:`~betasweep.metrics.attribute_naming.DimensionName`
-        per dimension, by KL) and ``{"naming_csv": path, "naming_html": path}``.
-    """
-    from betasweep.metrics import measure_dimension_names, write_naming_csv, write_naming_heatmap
-    from betasweep.models import probability_function
-    from betasweep.training import load_classifier
-
-    val = data.with_partition("val")
-    classifier = None
-    if classifier_path:
-        classifier = probability_function(load_classifier(classifier_path, next(model.parameters()).device)[0])
-    named = measure_dimension_names(model, val.images(np.arange(len(val))), val.attributes, classifier,
-                                    val.attribute_names, rng, kl_per_dim=kl_per_dim)
-    return named["rows"], {
-        "naming_csv": write_naming_csv(named["rows"], Path(workdir) / "dimension_names.csv"),
-        "naming_html": write_naming_heatmap(named["auc"], named["direction"], named["delta_p"], val.attribute_names,
-                                            Path(workdir) / "dimension_names.html", rows=named["rows"]),
-    }
-
-
-def dimension_labels(rows) -> dict[int, str]:
-    """Traversal row labels from the naming table: ``{dim: "Blond_Hair + (AUC 0.76)"}``."""
-    return {row.dim: f"{row.attribute} {'+' if row.direction > 0 else '-'} (AUC {row.auc:.2f})" for row in rows}
-
-
-def conditional_metrics(model, data, classifier_path: str | None, rng: np.random.Generator) -> dict[str, Any]:
-    """A cvae trial's control and leakage (:mod:`betasweep.metrics.conditional`) on held-out data.
-
-    Returns:
-        ``leakage_auc`` ({label: AUC}), ``leakage_auc_mean``, ``leakage_auc_<label>``; with a
-        CelebA attribute ``classifier``: ``control`` ({attribute: Δp, "mean": ...}), ``control_mean``,
-        ``control_<attribute>``. The flat keys go to MLflow as metrics, the dicts to the trial.
-    """
-    from betasweep.metrics import control, held_out, leakage
-
-    control_rng, leakage_rng = (np.random.default_rng(s) for s in rng.bit_generator.seed_seq.spawn(2))
-    val = held_out(data)
-    auc = leakage(model, val, leakage_rng)
-    out: dict[str, Any] = {"leakage_auc": auc, "leakage_auc_mean": float(np.nanmean(list(auc.values())))}
-    out.update({f"leakage_auc_{k}": v for k, v in auc.items()})
-    if classifier_path:
-        from betasweep.models import probability_function
-        from betasweep.training import load_classifier
-
-        classifier, state = load_classifier(classifier_path, next(model.parameters()).device)
-        names = tuple(state["attribute_names"]) if "attribute_names" in state else tuple(data.attribute_names)
-        dp = control(model, val, probability_function(classifier), names, control_rng)
-        out.update(control=dp, control_mean=dp.get("mean", float("nan")))
-        out.update({f"control_{k}": v for k, v in dp.items() if k != "mean"})
-    return out
+def _close_after_crash(trial: optuna.Trial, run: TrialRun, error: BaseException) -> None:
+    """A trial stopped by ``error`` (not pruned, not diverged): its ``fail_reason`` recorded and its run closed,
+    FAILED for a crash, KILLED for SIGTERM / Ctrl-C or a lost heartbeat. Never raises."""
+    stolen = isinstance(error, optuna.exceptions.UpdateFinishedTrialError)
+    if stolen:
+        reason = "failed by another worker: no heartbeat within the grace period"
+    elif isinstance(error, Exception):
+        reason = f"{type(error).__name__}: {error}"[:500]
+    else:
+        reason = f"worker stopped ({error or 'Ctrl-C'})"
+    with contextlib.suppress(Exception):  # the trial may be finished already, or its database gone
+        trial.set_user_attr(FAIL_REASON, reason)
+    # one short try, never raising: with MLflow down the retry of this trial ends the run later
+    run.close_quietly("FAILED" if isinstance(error, Exception) and not stolen else "KILLED",
+                      {"optuna.state": "FAIL", "fail_reason": reason})
 
 
 def artifact_folder(name: str) -> str:

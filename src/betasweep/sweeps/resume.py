@@ -35,12 +35,16 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Callable
 
 import numpy as np
 import optuna
 
-from betasweep.errors import BetasweepError
+from betasweep.errors import BetasweepError, DataError
+from betasweep.models import resolve_conditioning
+from betasweep.sweeps.spec import build_configs
+from betasweep.training import load_checkpoint, read_checkpoint
 from betasweep.sweeps.records import (ATTEMPT_OF, CHECKPOINT_STEPS, MLFLOW_RUN_ID, RESUMED, RETRIED_FROM, SEEDS, SEEDS_DONE)
 
 __all__ = ["Resume", "previous_attempt", "SEEDS_DONE_ATTR", "CHECKPOINT_STEPS_ATTR", "RESUMED_ATTR", "ATTEMPT_ATTR"]
@@ -166,8 +170,6 @@ class Resume:
                 return None
             model = None
             if load_model:
-                from betasweep.training import load_checkpoint
-
                 model, _ = load_checkpoint(files["checkpoint"], map_location=device)
             for fraction, score in (record.get("intermediate") or {}).items():
                 intermediate.setdefault(float(fraction), []).append(float(score))
@@ -201,9 +203,6 @@ class Resume:
         Args:
             expected: ``expected(state) -> None`` if the checkpoint fits this seed's configs, else why not.
         """
-        from betasweep.errors import DataError
-        from betasweep.training import read_checkpoint
-
         for attempt in self.attempts:
             with tempfile.TemporaryDirectory(prefix="betasweep-resume-") as tmp:
                 try:
@@ -242,10 +241,6 @@ class Resume:
         Raises:
             BetasweepError: that checkpoint cannot be fetched or does not fit this seed's configs.
         """
-        from types import SimpleNamespace
-
-        from betasweep.training import read_checkpoint
-
         number, index = int(source["trial"]), int(source["index"])
         attempt = SimpleNamespace(number=number, user_attrs={MLFLOW_RUN_ID: source.get("run_id")})
         with tempfile.TemporaryDirectory(prefix="betasweep-extend-") as tmp:
@@ -304,9 +299,6 @@ class Resume:
 def fits_configs(spec, params: dict[str, Any], seed: int, data) -> Callable[[dict], str | None]:
     """``expected(state)`` for :meth:`Resume.prepare_checkpoint`: None when the checkpoint was written by a
     run of this seed and these configs, else why not."""
-    from betasweep.models import resolve_conditioning
-    from betasweep.sweeps.objective import build_configs
-
     model_config, train_config = build_configs(spec, params, seed, data.num_channels)
     model_config = resolve_conditioning(model_config, data)
 

@@ -52,10 +52,12 @@ from betasweep.metrics import DEFAULT_PANEL, PANEL_METRICS, MetricConfig
 from betasweep.models import ModelConfig
 from betasweep.models.methods import METHOD_PARAMS
 from betasweep.models.vae import family_values
+from betasweep.scoring import load_data
 from betasweep.training import TrainConfig
 
 __all__ = ["ParamSpec", "RaceConfig", "SweepSpec", "load_spec", "parse_spec", "DEFAULT_SPEC", "CONFIG_FIELDS", "OBJECTIVE_METRICS",
-           "panel_metric_of", "expand_env"]
+           "panel_metric_of", "expand_env", "build_configs", "load_spec_data", "SPEC_KEYS", "TOP_KEYS",
+           "DATASET_KEYS", "RANGE_KEYS", "SEED_KEYS", "METRIC_KEYS", "METRIC_SETTINGS_KEYS", "RACE_KEYS"]
 
 # Config fields a spec may search or fix, with their type. num_channels, image_size and label_dim follow
 # the data; train_samples, seed and device have keys of their own.
@@ -130,7 +132,15 @@ the three words, with margin 0.05 Higgins accuracy (README, Racing: why that val
 
 @dataclass(frozen=True)
 class ParamSpec:
-    """One searched parameter: a categorical ``choices`` list or a ``[low, high]`` range."""
+    """One searched parameter: a categorical ``choices`` list or a ``[low, high]`` range.
+
+    Attributes:
+        name: the config field searched (a key of :data:`CONFIG_FIELDS`).
+        choices: the values to choose from (``search_space.<field>: [a, b, ...]``), or None for a range.
+        low, high: the range's ends (floats; integer fields are drawn as integers), None for choices.
+        log: draw the range on a log scale.
+        step: the range's grid step from ``low``, or None (continuous; 1 for integer fields).
+    """
 
     name: str
     choices: tuple | None = None
@@ -215,8 +225,9 @@ class SweepSpec:
         curve_budgets: images seen at which each seed's model is scored with ``curve``, increasing,
             the last at most ``train_samples``.
         race: the race to run after the search (``race:`` in the YAML), or None.
-        methods: the ``model:`` part (:func:`_methods`): method → its searched strength parameters
+        methods: the ``model:`` part: method → its searched strength parameters
             (named by their config field); empty when the spec does not search methods.
+        raw: the spec as given, after defaults and with the dataset's paths resolved (:meth:`to_dict`).
     """
 
     study: str
@@ -272,10 +283,87 @@ class SweepSpec:
         return self.raw
 
 
-_TOP_KEYS = {
-    "study", "dataset", "search_space", "fixed", "train_samples", "seed", "metric", "sampler", "pruner",
-    "n_trials", "timeout", "second_objective", "seeds_per_trial", "race", "model",
+# -- the keys a spec may have, one documented table per mapping (read by parse_spec and by the docs' generator)
+
+TOP_KEYS: dict[str, str] = {
+    "study": "Required. The Optuna study's name, also the MLflow experiment's (a non-empty string).",
+    "dataset": "Required. A dataset name, or a mapping with the keys of DATASET_KEYS.",
+    "search_space": "Required unless model is given. Config fields to search (CONFIG_FIELDS): each a list of "
+                    "choices or a range with the keys of RANGE_KEYS.",
+    "fixed": "Config fields held fixed (CONFIG_FIELDS) and their values; a field is searched or fixed, not both.",
+    "train_samples": "Budget per seed, in training images seen (an integer >= 1; default 24000).",
+    "seed": "The seeds' base: an integer (policy fixed), or a mapping with the keys of SEED_KEYS (default 0, fixed).",
+    "seeds_per_trial": "Training seeds per trial (an integer >= 1; default 1); the trial's value is the mean of "
+                       "the objective over them.",
+    "metric": "How models are scored: a mapping with the keys of METRIC_KEYS.",
+    "sampler": "Optuna's sampler: a name of SAMPLERS, or {name, seed, other options} (default {name: tpe, seed: 0}).",
+    "pruner": "Optuna's pruner: a name of PRUNERS, or {name, options} (default median; empty: none).",
+    "n_trials": "Trials `betasweep sweep` / `worker` run by default (an integer >= 1; default unlimited).",
+    "timeout": "Seconds `betasweep sweep` / `worker` run by default (> 0; default unlimited).",
+    "second_objective": "A second value to minimise, of OBJECTIVES (the study becomes two-objective; pruner none).",
+    "race": "Run a race after the search: a mapping with the keys of RACE_KEYS (see RaceConfig).",
+    "model": "Search methods together with their own strength: {method: {parameter: choices or range}}, "
+             "methods and parameter names of betasweep.models.methods.METHOD_PARAMS.",
 }
+"""The top-level keys of a spec and what each holds."""
+
+DATASET_KEYS: dict[str, str] = {
+    "name": "Required. One of betasweep.data.DATASETS.",
+    "path": "The dataset's file or folder; ${VAR} and ~ expanded, a relative path taken from the spec's folder.",
+    "subsample": "shapes only: keep every k-th value of each factor (a list, one k per factor).",
+    "classifier": "celeba only: an attribute-classifier checkpoint, to name the latent dimensions by their effect "
+                  "(and a cvae's control); expanded as path.",
+}
+"""The keys of ``dataset:``."""
+
+RANGE_KEYS: dict[str, str] = {
+    "low": "Required. The range's low end (a number; > 0 with log).",
+    "high": "Required. The range's high end (a number >= low).",
+    "log": "Draw on a log scale (default false).",
+    "step": "Draw on a grid of this step from low (default: continuous; 1 for integer fields).",
+}
+"""The keys of one searched range (``search_space.<field>: {low, high, log, step}``)."""
+
+SEED_KEYS: dict[str, str] = {
+    "policy": "fixed (every trial trains the same seeds) or per_trial (seed + the trial's number); of SEED_POLICIES.",
+    "value": "The base seed (an integer; default 0).",
+}
+"""The keys of ``seed:`` in its mapping form."""
+
+METRIC_KEYS: dict[str, str] = {
+    "seed": "The metric seed (an integer; default 0): every score of every trial draws its samples from it.",
+    "objective": "The trial's value (maximised): a key of OBJECTIVE_METRICS (default beta_vae; weak_label on celeba).",
+    "panel": "Metrics computed for every model, of betasweep.metrics.PANEL_METRICS (the objective's own is added).",
+    "full": "The final score's settings: a mapping with the keys of METRIC_SETTINGS_KEYS.",
+    "intermediate": "The cheap score reported to the pruner part-way: METRIC_SETTINGS_KEYS, with at (fractions of "
+                    "the budget in (0, 1); default [0.5]).",
+    "curve": "A learning curve: budgets (increasing images seen, the last at most train_samples) and the cheap "
+             "settings of METRIC_SETTINGS_KEYS (default: intermediate's, else CURVE_DEFAULTS).",
+}
+"""The keys of ``metric:``."""
+
+METRIC_SETTINGS_KEYS: dict[str, str] = {
+    "num_train": "Training points of the metric's own classifier or regressor (see MetricConfig).",
+    "num_eval": "Evaluation points of the metric (see MetricConfig).",
+    "batch_size": "Images per encoder batch while scoring.",
+    "num_stat_samples": "Held-out images for recon loss, KL and active units.",
+    "at": "metric.intermediate only: fractions of the budget at which the cheap score is reported.",
+    "attribute_subset": "celeba: the attributes the weak-label score uses (a non-empty list of names).",
+}
+"""The keys of ``metric.full``, ``metric.intermediate`` and ``metric.curve`` (with ``budgets``)."""
+
+RACE_KEYS: dict[str, str] = {name: "See RaceConfig." for name in
+                             ("max_seeds", "alpha", "max_images", "margin", "max_total_images")}
+"""The keys of ``race:``: the fields of :class:`RaceConfig` (documented there)."""
+
+SPEC_KEYS: dict[str, dict[str, str]] = {
+    "": TOP_KEYS, "dataset": DATASET_KEYS, "search_space.<field>": RANGE_KEYS, "seed": SEED_KEYS,
+    "metric": METRIC_KEYS, "metric.full": METRIC_SETTINGS_KEYS, "metric.intermediate": METRIC_SETTINGS_KEYS,
+    "metric.curve": {**METRIC_SETTINGS_KEYS, "budgets": "Required. Images seen at which the curve is scored."},
+    "race": RACE_KEYS,
+}
+"""Every mapping of a spec (``""``: the top level) and its allowed keys, each with what it holds; a key not
+listed is refused by :func:`parse_spec`."""
 
 _ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -310,7 +398,7 @@ def _unknown(keys, allowed, where: str) -> None:
 
 def _metric_config(raw: Any, where: str, seed: int, panel: tuple[str, ...] = DEFAULT_PANEL) -> MetricConfig:
     _require(isinstance(raw, dict), f"{where}: expected a mapping")
-    _unknown(raw, {"num_train", "num_eval", "batch_size", "num_stat_samples", "at", "attribute_subset"}, where)
+    _unknown(raw, METRIC_SETTINGS_KEYS, where)
     subset = raw.get("attribute_subset")
     _require(subset is None or (isinstance(subset, list) and subset and all(isinstance(a, str) for a in subset)),
              f"{where}.attribute_subset: expected a non-empty list of attribute names")
@@ -328,7 +416,7 @@ def _param(name: str, raw: Any) -> ParamSpec:
         _require(len(raw) > 0, f"{where}: empty list of choices")
         return ParamSpec(name, choices=tuple(raw))
     _require(isinstance(raw, dict), f"{where}: expected a list of choices or a mapping with low and high")
-    _unknown(raw, {"low", "high", "log", "step"}, where)
+    _unknown(raw, RANGE_KEYS, where)
     _require("low" in raw and "high" in raw, f"{where}: a range needs both low and high")
     _require(CONFIG_FIELDS[name] in (int, float), f"{where}: {name} is not numeric; give a list of choices")
     low, high = raw["low"], raw["high"]
@@ -371,6 +459,9 @@ def _check_conditioned_attributes(dataset: dict[str, Any], names: Any) -> None:
 def parse_spec(raw: Any, *, base_dir: str | os.PathLike | None = None) -> SweepSpec:
     """Validate a spec mapping (as loaded from YAML) into a :class:`SweepSpec`.
 
+    The parts are checked in the order of the YAML form (module docstring), so the first bad key is
+    the one named.
+
     Args:
         raw: the mapping.
         base_dir: relative dataset paths are resolved against it (the spec file's folder).
@@ -378,16 +469,49 @@ def parse_spec(raw: Any, *, base_dir: str | os.PathLike | None = None) -> SweepS
     Raises:
         ConfigError: naming the offending key.
     """
+    _check_top(raw)
+    dataset = _dataset(raw["dataset"], base_dir)
+    params, fixed, methods = _space(raw)
+    train_samples = raw.get("train_samples", 24_000)
+    _require(isinstance(train_samples, int) and train_samples >= 1, f"train_samples: expected an integer >= 1, got {train_samples!r}")
+    seed = _seed_policy(raw.get("seed", {"policy": "fixed", "value": 0}))
+    seeds_per_trial = raw.get("seeds_per_trial", 1)
+    _require(isinstance(seeds_per_trial, int) and not isinstance(seeds_per_trial, bool) and seeds_per_trial >= 1,
+             f"seeds_per_trial: expected an integer >= 1, got {seeds_per_trial!r}")
+    scoring = _metric(dict(raw.get("metric") or {}), dataset["name"], seeds_per_trial, train_samples)
+    race = _race(raw.get("race"), scoring["objective"], seeds_per_trial)
+    if race is not None:
+        check_max_images(race, train_samples)
+    sampler = _sampler(raw.get("sampler", {"name": "tpe", "seed": 0}), params, methods)
+    pruner, second = _pruner_and_second(raw)
+    n_trials, timeout = raw.get("n_trials"), raw.get("timeout")
+    _require(n_trials is None or (isinstance(n_trials, int) and n_trials >= 1), f"n_trials: expected an integer >= 1, got {n_trials!r}")
+    _require(timeout is None or (isinstance(timeout, (int, float)) and timeout > 0), f"timeout: expected seconds > 0, got {timeout!r}")
+    _probe_configs(params, fixed, train_samples)
+    _check_conditioned_attributes(dataset, fixed.get("conditioned_attributes"))
+    return SweepSpec(
+        study=raw["study"].strip(), dataset=dataset, search_space=params, fixed=fixed, train_samples=train_samples,
+        seed_policy=seed.get("policy", "fixed"), seed=int(seed.get("value", 0)), sampler=sampler, pruner=pruner,
+        n_trials=n_trials, timeout=timeout, second_objective=second, seeds_per_trial=seeds_per_trial, race=race,
+        methods=methods, raw={**raw, "dataset": dataset}, **scoring,
+    )
+
+
+def _check_top(raw: Any) -> None:
+    """The top level: a mapping of known keys with ``study``, ``dataset`` and ``search_space`` (or ``model``)."""
     _require(isinstance(raw, dict), "spec: expected a mapping at the top level")
-    _unknown(raw, _TOP_KEYS, "spec")
+    _unknown(raw, TOP_KEYS, "spec")
     for key in ("study", "dataset", *(() if "model" in raw else ("search_space",))):
         _require(key in raw, f"spec: missing required key {key!r}")
     _require(isinstance(raw["study"], str) and raw["study"].strip(), "study: expected a non-empty name")
 
-    dataset = raw["dataset"]
-    dataset = {"name": dataset} if isinstance(dataset, str) else dict(dataset or {})
+
+def _dataset(raw: Any, base_dir: str | os.PathLike | None) -> dict[str, Any]:
+    """``dataset``: a known name and its options; ``path`` and ``classifier`` with ``${VAR}`` and ``~`` expanded,
+    relative ones resolved against ``base_dir``."""
+    dataset = {"name": raw} if isinstance(raw, str) else dict(raw or {})
     _require(dataset.get("name") in DATASETS, f"dataset.name: unknown dataset {dataset.get('name')!r}; expected one of {', '.join(DATASETS)}")
-    _unknown(dataset, {"name", "path", "subsample", "classifier"}, "dataset")
+    _unknown(dataset, DATASET_KEYS, "dataset")
     _require(dataset.get("classifier") is None or dataset["name"] == "celeba",
              "dataset.classifier: an attribute classifier applies to celeba only")
     for key in ("path", "classifier"):
@@ -396,7 +520,12 @@ def parse_spec(raw: Any, *, base_dir: str | os.PathLike | None = None) -> SweepS
             if not path.is_absolute() and base_dir is not None:
                 path = Path(base_dir) / path
             dataset[key] = str(path)
+    return dataset
 
+
+def _space(raw: dict[str, Any]) -> tuple[tuple[ParamSpec, ...], dict[str, Any], dict[str, tuple[ParamSpec, ...]]]:
+    """``search_space``, ``fixed`` and ``model``: the searched parameters, the fixed fields, the methods;
+    every value given checked as the configs would check it."""
     space = raw.get("search_space") or {}
     _require(isinstance(space, dict) and (space or "model" in raw), "search_space: expected a non-empty mapping of parameters")
     params = tuple(_param(name, value) for name, value in space.items())
@@ -410,24 +539,24 @@ def parse_spec(raw: Any, *, base_dir: str | os.PathLike | None = None) -> SweepS
             _check_value(p.name, int(value) if CONFIG_FIELDS[p.name] is int and p.choices is None else value, f"search_space.{p.name}")
     for name, value in fixed.items():
         _check_value(name, value, f"fixed.{name}")
+    return params, fixed, methods
 
-    train_samples = raw.get("train_samples", 24_000)
-    _require(isinstance(train_samples, int) and train_samples >= 1, f"train_samples: expected an integer >= 1, got {train_samples!r}")
 
-    seed = raw.get("seed", {"policy": "fixed", "value": 0})
+def _seed_policy(seed: Any) -> dict[str, Any]:
+    """``seed``: an integer (the fixed policy) or ``{policy, value}``."""
     seed = {"policy": "fixed", "value": seed} if isinstance(seed, int) else seed
     _require(isinstance(seed, dict), "seed: expected an integer or {policy, value}")
-    _unknown(seed, {"policy", "value"}, "seed")
+    _unknown(seed, SEED_KEYS, "seed")
     _require(seed.get("policy", "fixed") in SEED_POLICIES, f"seed.policy: expected one of {', '.join(SEED_POLICIES)}")
+    return seed
 
-    seeds_per_trial = raw.get("seeds_per_trial", 1)
-    _require(isinstance(seeds_per_trial, int) and not isinstance(seeds_per_trial, bool) and seeds_per_trial >= 1,
-             f"seeds_per_trial: expected an integer >= 1, got {seeds_per_trial!r}")
 
-    metric = dict(raw.get("metric") or {})
-    _unknown(metric, {"seed", "full", "intermediate", "objective", "panel", "curve"}, "metric")
+def _metric(metric: dict[str, Any], dataset: str, seeds_per_trial: int, train_samples: int) -> dict[str, Any]:
+    """``metric``: the objective and the :class:`SweepSpec` fields of the scores (``metric``, ``intermediate``,
+    ``intermediate_at``, ``objective``, ``curve``, ``curve_budgets``)."""
+    _unknown(metric, METRIC_KEYS, "metric")
     metric_seed = int(metric.get("seed", 0))
-    objective, panel = _objective_and_panel(metric, dataset["name"], seeds_per_trial)
+    objective, panel = _objective_and_panel(metric, dataset, seeds_per_trial)
     full = _metric_config(metric.get("full", {}), "metric.full", metric_seed, panel)
     intermediate, at = None, ()
     if metric.get("intermediate"):
@@ -436,33 +565,37 @@ def parse_spec(raw: Any, *, base_dir: str | os.PathLike | None = None) -> SweepS
         intermediate = _metric_config(metric["intermediate"], "metric.intermediate", metric_seed, (panel_metric_of(objective),))
         at = tuple(float(a) for a in metric["intermediate"].get("at", [0.5]))
         _require(all(0 < a < 1 for a in at), "metric.intermediate.at: fractions of the budget must be in (0, 1)")
-
     curve, budgets = _curve(metric, metric_seed, panel, train_samples)
-    race = _race(raw.get("race"), objective, seeds_per_trial)
-    if race is not None:
-        check_max_images(race, train_samples)
+    return {"metric": full, "intermediate": intermediate, "intermediate_at": at, "objective": objective,
+            "curve": curve, "curve_budgets": budgets}
 
-    sampler = raw.get("sampler", {"name": "tpe", "seed": 0})
-    sampler = {"name": sampler} if isinstance(sampler, str) else dict(sampler)
+
+def _sampler(raw: Any, params: tuple[ParamSpec, ...], methods: dict[str, tuple[ParamSpec, ...]]) -> dict[str, Any]:
+    """``sampler``: a name or ``{name, options}``; the grid sampler only over lists of choices and no methods."""
+    sampler = {"name": raw} if isinstance(raw, str) else dict(raw)
     _require(sampler.get("name") in SAMPLERS, f"sampler.name: expected one of {', '.join(SAMPLERS)}, got {sampler.get('name')!r}")
     if sampler["name"] == "grid":
         ranged = [p.name for p in params if p.choices is None]
         _require(not ranged, f"search_space.{ranged[0] if ranged else ''}: the grid sampler needs a list of choices, not a range")
     _require(not (methods and sampler["name"] == "grid"), "sampler.name: the grid sampler needs one fixed set of "
                                                            "parameters; a model: part searches each method's own (use tpe or random)")
+    return sampler
+
+
+def _pruner_and_second(raw: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """``pruner`` (a name or ``{name, options}``; nothing: ``none``) and ``second_objective`` (which prunes nothing)."""
     pruner = raw.get("pruner", {"name": "median"})
     pruner = {"name": pruner} if isinstance(pruner, str) else dict(pruner or {"name": "none"})
     _require(pruner.get("name") in PRUNERS, f"pruner.name: expected one of {', '.join(PRUNERS)}, got {pruner.get('name')!r}")
-
     second = raw.get("second_objective")
     _require(second in (None, *OBJECTIVES), f"second_objective: expected one of {', '.join(OBJECTIVES)} or nothing, got {second!r}")
     _require(not (second and pruner["name"] != "none"), "pruner.name: Optuna prunes single-objective studies only; use none with second_objective")
-    n_trials, timeout = raw.get("n_trials"), raw.get("timeout")
-    _require(n_trials is None or (isinstance(n_trials, int) and n_trials >= 1), f"n_trials: expected an integer >= 1, got {n_trials!r}")
-    _require(timeout is None or (isinstance(timeout, (int, float)) and timeout > 0), f"timeout: expected seconds > 0, got {timeout!r}")
+    return pruner, second
 
-    # Build the configs once with the range ends (once per family when model is searched, each
-    # with its own fields), so that anything they refuse is refused now.
+
+def _probe_configs(params: tuple[ParamSpec, ...], fixed: dict[str, Any], train_samples: int) -> None:
+    """Build the configs once with the range ends (once per family when model is searched, each
+    with its own fields), so that anything they refuse is refused now."""
     probe = {p.name: p.values()[0] for p in params} | fixed
     families = next((p.values() for p in params if p.name == "model"), None)
     try:
@@ -472,16 +605,6 @@ def parse_spec(raw: Any, *, base_dir: str | os.PathLike | None = None) -> SweepS
         TrainConfig(train_samples=train_samples, **{k: v for k, v in probe.items() if k in TrainConfig.__dataclass_fields__})
     except (TypeError, ConfigError) as error:
         raise ConfigError(f"spec: {error}") from None
-    _check_conditioned_attributes(dataset, fixed.get("conditioned_attributes"))
-
-    normalised = {**raw, "dataset": dataset}
-    return SweepSpec(
-        study=raw["study"].strip(), dataset=dataset, search_space=params, fixed=fixed, train_samples=train_samples,
-        seed_policy=seed.get("policy", "fixed"), seed=int(seed.get("value", 0)), metric=full, intermediate=intermediate,
-        intermediate_at=at, sampler=sampler, pruner=pruner, n_trials=n_trials, timeout=timeout,
-        second_objective=second, objective=objective, seeds_per_trial=seeds_per_trial, curve=curve,
-        curve_budgets=budgets, race=race, methods=methods, raw=normalised,
-    )
 
 
 def _methods(raw: Any, params: tuple[ParamSpec, ...], fixed: dict[str, Any], train_samples: Any) -> dict[str, tuple[ParamSpec, ...]]:
@@ -584,7 +707,7 @@ def _race(raw: Any, objective: str, seeds_per_trial: int) -> RaceConfig | None:
     if raw is None:
         return None
     _require(isinstance(raw, dict), "race: expected a mapping {max_seeds, max_images, margin, alpha}")
-    _unknown(raw, {"max_seeds", "alpha", "max_images", "margin", "max_total_images"}, "race")
+    _unknown(raw, RACE_KEYS, "race")
     _require(objective not in LABEL_FREE, f"race: the objective {objective} compares a trial's models with each other; "
                                           f"a seed added by the race has no {objective} of its own")
     race = RaceConfig(**raw)
@@ -628,6 +751,37 @@ def _objective_and_panel(metric: dict[str, Any], dataset: str, seeds_per_trial: 
     needed = panel_metric_of(objective)
     panel = tuple(dict.fromkeys([*raw_panel, *([needed] if needed else [])]))
     return objective, panel
+
+
+def build_configs(spec: SweepSpec, params: dict[str, Any], seed: int, num_channels: int) -> tuple[ModelConfig, TrainConfig]:
+    """Split a trial's params plus the spec's fixed fields into the model's and the training's config.
+
+    When the spec searches ``model``, fields of the families the trial did not draw are left out
+    (a conditional search space); with ``model`` fixed they are refused (:class:`ModelConfig`).
+
+    Raises:
+        ConfigError: a value the configs refuse.
+    """
+    values = {**spec.fixed, **params}
+    if spec.methods or any(p.name == "model" for p in spec.search_space):
+        values = family_values(values)
+    model_config = ModelConfig(
+        num_channels=num_channels, **{k: v for k, v in values.items() if k in ModelConfig.__dataclass_fields__}
+    )
+    train_config = TrainConfig(
+        train_samples=spec.train_samples, seed=seed,
+        **{k: v for k, v in values.items() if k in TrainConfig.__dataclass_fields__},
+    )
+    return model_config, train_config
+
+
+def load_spec_data(spec: SweepSpec):
+    """The spec's dataset, loaded (:func:`betasweep.scoring.load_data`).
+
+    Raises:
+        DataError: the file or folder is missing or malformed.
+    """
+    return load_data(spec.dataset)
 
 
 def load_spec(path: str | os.PathLike | None) -> SweepSpec:

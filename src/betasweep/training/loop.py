@@ -244,9 +244,72 @@ def train(
                       extra=extra, callback=callback, progress=progress, on_checkpoint=on_checkpoint)
 
 
+@dataclass
+class _Run:
+    """One training run's state between steps: what a checkpoint keeps (see :func:`_checkpoint_state`)."""
+
+    model: VAEFamily
+    data: Any  # the dataset, or its images on the device (DeviceImages)
+    optimizer: torch.optim.Optimizer
+    discriminator_optimizer: torch.optim.Optimizer | None  # FactorVAE's own Adam
+    rng: np.random.Generator  # the data order
+    noise: torch.Generator  # the reparameterisation noise
+    sums: torch.Tensor  # float64: loss, recon, regulariser, kl per dim, summed over the steps since the last record
+    step: int = 0
+    pending: int = 0  # steps since the last record
+    history: list[dict[str, Any]] = field(default_factory=list)
+    method_sums: dict[str, float] = field(default_factory=dict)  # the method's statistics (tc, cov_mu_offdiag) since the last record
+
+    @property
+    def regularized(self) -> bool:
+        """disentanglement_lib's methods: recon + KL + the method's term."""
+        return isinstance(self.model, RegularizedVAE)
+
+
 def _train(data, model_config: ModelConfig, train_config: TrainConfig, device: torch.device, *, checkpoint_path,
            resume: bool, extra, callback, progress: bool, on_checkpoint) -> TrainResult:
     """:func:`train` after the config is resolved, under its thread setting."""
+    run = _start(data, model_config, train_config, device)
+    if checkpoint_path is not None and resume and Path(checkpoint_path).is_file():
+        _restore(run, checkpoint_path, model_config, device)
+    bnorm = beta_norm(train_config.beta, model_config.latent_size, model_config.num_pixels)
+    steps_total = train_config.num_steps
+    autocast = speed.autocast_dtype(train_config, device)
+    forward = torch.compile(run.model.elbo_terms, dynamic=False) if train_config.compile else run.model.elbo_terms
+
+    def write_checkpoint() -> None:
+        save_checkpoint(checkpoint_path, _checkpoint_state(run, model_config, train_config, extra, bnorm))
+        if on_checkpoint is not None:
+            on_checkpoint(Path(checkpoint_path), run.step)
+
+    start = time.perf_counter()
+    cadence_s = train_config.checkpoint_minutes * 60
+    last_saved = time.monotonic()
+    run.model.train()
+    with tqdm(total=steps_total, initial=run.step, desc="train", unit="step", disable=not progress, leave=False) as bar:
+        while run.step < steps_total:
+            _step(run, model_config, train_config, device, forward, autocast)
+            bar.update(1)
+            if run.pending == train_config.log_every or run.step == steps_total:
+                record = _record(run, model_config, train_config, start)
+                bar.set_postfix(loss=f"{record['loss']:.1f}", kl=f"{record['kl']:.2f}")
+                if callback is not None:
+                    callback(record, run.model)
+            if checkpoint_path is not None and (
+                run.step == steps_total or (train_config.checkpoint_every and run.step % train_config.checkpoint_every == 0)
+                or (cadence_s and time.monotonic() - last_saved >= cadence_s)
+            ):
+                write_checkpoint()
+                last_saved = time.monotonic()
+
+    run.model.eval()
+    return TrainResult(model=run.model, step=run.step, samples_seen=run.step * train_config.batch_size,
+                       history=run.history, wall_time_s=time.perf_counter() - start, model_config=model_config)
+
+
+def _start(data, model_config: ModelConfig, train_config: TrainConfig, device: torch.device) -> _Run:
+    """The model built with the run's ``init`` seed (its output bias from the ``bias`` seed's images), on
+    ``device``; Adam; the data order and noise generators seeded (:func:`seed_sequences`); step 0."""
     seeds = seed_sequences(train_config.seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(_torch_seed(seeds["init"]))
@@ -254,146 +317,126 @@ def _train(data, model_config: ModelConfig, train_config: TrainConfig, device: t
     if train_config.output_bias_init == "data_mean":
         model.init_output_bias(data.sample_observations(OUTPUT_BIAS_SAMPLE, np.random.default_rng(seeds["bias"])))
     model.to(device)
-    memory_format = torch.channels_last if train_config.channels_last else torch.contiguous_format
     if train_config.channels_last:
         model.to(memory_format=torch.channels_last)
     if speed.wants_device_data(train_config.data_on_device, device, data):
         data = DeviceImages(data, device)
-    regularized = isinstance(model, RegularizedVAE)  # disentanglement_lib's methods: recon + KL + method term
+    regularized = isinstance(model, RegularizedVAE)
     optimizer = torch.optim.Adam(model.vae_parameters() if regularized else model.parameters(), lr=train_config.learning_rate)
-    discriminator_optimizer = model.discriminator_optimizer() if regularized else None  # FactorVAE's own Adam
-    method_sums: dict[str, float] = {}  # the method's statistics (tc, cov_mu_offdiag) since the last record
-    rng = np.random.default_rng(seeds["data"])
-    noise = torch.Generator(device=device).manual_seed(_torch_seed(seeds["noise"]))
-    step, history, resumed_sums = 0, [], None
+    discriminator_optimizer = model.discriminator_optimizer() if regularized else None
+    return _Run(model=model, data=data, optimizer=optimizer, discriminator_optimizer=discriminator_optimizer,
+                rng=np.random.default_rng(seeds["data"]),
+                noise=torch.Generator(device=device).manual_seed(_torch_seed(seeds["noise"])),
+                sums=torch.zeros(3 + model.kl_dim, dtype=torch.float64))
 
-    if checkpoint_path is not None and resume and Path(checkpoint_path).is_file():
-        state = read_checkpoint(checkpoint_path, map_location=device)
-        if state["model_config"] != model_config.to_dict():
-            raise DataError(f"{checkpoint_path}: its model_config differs from this run's; refusing to resume")
-        model.load_state_dict(state["model_state"])
-        optimizer.load_state_dict(state["optimizer_state"])
-        if discriminator_optimizer is not None:
-            discriminator_optimizer.load_state_dict(state["discriminator_optimizer_state"])
-        rng.bit_generator.state = state["rng"]["numpy"]
-        noise.set_state(state["rng"]["torch_noise"].cpu())
-        step, history = int(state["step"]), list(state["history"])
-        resumed_sums = state.get("pending_sums")  # the steps since the last record (absent in older checkpoints)
 
-    bnorm = beta_norm(train_config.beta, model_config.latent_size, model_config.num_pixels)
-    steps_total = train_config.num_steps
-    autocast = speed.autocast_dtype(train_config, device)
-    forward = torch.compile(model.elbo_terms, dynamic=False) if train_config.compile else model.elbo_terms
+def _restore(run: _Run, checkpoint_path, model_config: ModelConfig, device: torch.device) -> None:
+    """Continue ``run`` from the checkpoint: weights, optimisers, generators, step, history, the sums since the last record.
 
-    def checkpoint_state() -> dict[str, Any]:
-        return {
-            "model_config": model_config.to_dict(),
-            "train_config": train_config.to_dict(),
-            "data": dict(extra or {}),
-            "model_state": model.state_dict(),
-            "optimizer_state": optimizer.state_dict(),
-            **({"discriminator_optimizer_state": discriminator_optimizer.state_dict()}
-               if discriminator_optimizer is not None else {}),
-            "step": step,
-            "samples_seen": step * train_config.batch_size,
-            "rng": {"numpy": rng.bit_generator.state, "torch_noise": noise.get_state()},
-            "history": history,
-            "metrics": {"beta_norm": bnorm, **(history[-1] if history else {})},
-            "pending_sums": {"steps": pending, "sums": sums.clone(), "method_sums": dict(method_sums)},
-        }
-
-    def write_checkpoint() -> None:
-        save_checkpoint(checkpoint_path, checkpoint_state())
-        if on_checkpoint is not None:
-            on_checkpoint(Path(checkpoint_path), step)
-
-    start = time.perf_counter()
-    sums = torch.zeros(3 + model.kl_dim, dtype=torch.float64)  # loss, recon, regulariser, kl per dim
-    pending = 0
+    Raises:
+        DataError: the checkpoint's model_config differs from this run's, or the file is unreadable.
+    """
+    state = read_checkpoint(checkpoint_path, map_location=device)
+    if state["model_config"] != model_config.to_dict():
+        raise DataError(f"{checkpoint_path}: its model_config differs from this run's; refusing to resume")
+    run.model.load_state_dict(state["model_state"])
+    run.optimizer.load_state_dict(state["optimizer_state"])
+    if run.discriminator_optimizer is not None:
+        run.discriminator_optimizer.load_state_dict(state["discriminator_optimizer_state"])
+    run.rng.bit_generator.state = state["rng"]["numpy"]
+    run.noise.set_state(state["rng"]["torch_noise"].cpu())
+    run.step, run.history = int(state["step"]), list(state["history"])
+    resumed_sums = state.get("pending_sums")  # the steps since the last record (absent in older checkpoints)
     if resumed_sums:
-        sums, pending = resumed_sums["sums"].to(torch.float64).cpu().clone(), int(resumed_sums["steps"])
-        method_sums = dict(resumed_sums.get("method_sums") or {})
-    cadence_s = train_config.checkpoint_minutes * 60
-    last_saved = time.monotonic()
-    model.train()
-    with tqdm(total=steps_total, initial=step, desc="train", unit="step", disable=not progress, leave=False) as bar:
-        while step < steps_total:
-            images, labels = model.sample_batch(data, train_config.batch_size, rng)
-            x = images if isinstance(images, torch.Tensor) else torch.from_numpy(images).to(device, non_blocking=True)
-            if train_config.channels_last:
-                x = x.contiguous(memory_format=memory_format)
-            y = model.label_tensor(labels, device)
-            with torch.autocast(device.type, dtype=autocast or torch.bfloat16, enabled=autocast is not None):
-                terms = forward(x, y, generator=noise)
-            recon = terms.recon_loss.mean()
-            kl_dims = terms.kl.mean(dim=0)
-            kl = kl_dims.sum()
-            discriminator_loss = None
-            if regularized:
-                loss, discriminator_loss, method_stats = model.method_loss(terms, generator=noise)
-            elif train_config.objective == "beta" and model_config.model != "annealed_vae":
-                loss = beta_vae_loss(recon, kl, train_config.beta * model.kl_weight(step, steps_total))
-            else:
-                loss = capacity_loss(
-                    recon, kl, gamma=train_config.gamma, step=step,
-                    capacity_max=train_config.capacity_max, capacity_steps=train_config.capacity_steps,
-                )
-            regularizer = model.regularization()
-            loss = loss + regularizer
-            loss_value = loss.item()
-            if not math.isfinite(loss_value):
-                raise DivergenceError(step, loss_value)
-            optimizer.zero_grad(set_to_none=True)
-            if discriminator_loss is None:
-                loss.backward()
-            else:  # disjoint graphs: the VAE's loss holds the discriminator fixed, its loss the codes
-                discriminator_optimizer.zero_grad(set_to_none=True)
-                (loss + discriminator_loss).backward()
-                discriminator_optimizer.step()
-                method_stats["discriminator_loss"] = discriminator_loss.detach()
-            optimizer.step()
-            if regularized:
-                for key, value in method_stats.items():
-                    method_sums[key] = method_sums.get(key, 0.0) + float(value)
-            step += 1
-            pending += 1
-            sums += torch.cat([torch.stack([loss.detach(), recon.detach(), regularizer.detach().float()]),
-                               kl_dims.detach()]).double().cpu()
-            bar.update(1)
-            if pending == train_config.log_every or step == steps_total:
-                means = (sums / pending).tolist()
-                record = {
-                    "step": step,
-                    "samples": step * train_config.batch_size,
-                    "loss": means[0],
-                    "recon_loss": means[1],
-                    "kl": float(sum(means[3:])),
-                    "kl_per_dim": means[3:],
-                    "elapsed_s": time.perf_counter() - start,
-                }
-                if model_config.model == "nvae":
-                    record.update(model.kl_groups(record["kl_per_dim"]), spectral=means[2])
-                record.update({key: value / pending for key, value in method_sums.items()})
-                method_sums.clear()
-                history.append(record)
-                bar.set_postfix(loss=f"{record['loss']:.1f}", kl=f"{record['kl']:.2f}")
-                sums.zero_()
-                pending = 0
-                if callback is not None:
-                    callback(record, model)
-            if checkpoint_path is not None and (
-                step == steps_total or (train_config.checkpoint_every and step % train_config.checkpoint_every == 0)
-                or (cadence_s and time.monotonic() - last_saved >= cadence_s)
-            ):
-                write_checkpoint()
-                last_saved = time.monotonic()
+        run.sums, run.pending = resumed_sums["sums"].to(torch.float64).cpu().clone(), int(resumed_sums["steps"])
+        run.method_sums = dict(resumed_sums.get("method_sums") or {})
 
-    model.eval()
-    return TrainResult(
-        model=model,
-        step=step,
-        samples_seen=step * train_config.batch_size,
-        history=history,
-        wall_time_s=time.perf_counter() - start,
-        model_config=model_config,
-    )
+
+def _checkpoint_state(run: _Run, model_config: ModelConfig, train_config: TrainConfig, extra, bnorm: float) -> dict[str, Any]:
+    """What a checkpoint holds (:func:`~betasweep.training.checkpoint.save_checkpoint`)."""
+    return {
+        "model_config": model_config.to_dict(),
+        "train_config": train_config.to_dict(),
+        "data": dict(extra or {}),
+        "model_state": run.model.state_dict(),
+        "optimizer_state": run.optimizer.state_dict(),
+        **({"discriminator_optimizer_state": run.discriminator_optimizer.state_dict()}
+           if run.discriminator_optimizer is not None else {}),
+        "step": run.step,
+        "samples_seen": run.step * train_config.batch_size,
+        "rng": {"numpy": run.rng.bit_generator.state, "torch_noise": run.noise.get_state()},
+        "history": run.history,
+        "metrics": {"beta_norm": bnorm, **(run.history[-1] if run.history else {})},
+        "pending_sums": {"steps": run.pending, "sums": run.sums.clone(), "method_sums": dict(run.method_sums)},
+    }
+
+
+def _step(run: _Run, model_config: ModelConfig, train_config: TrainConfig, device: torch.device, forward,
+          autocast: torch.dtype | None) -> None:
+    """One optimiser step on a batch (the loss of :func:`train`'s docstring); its terms added to ``run.sums``.
+
+    Raises:
+        DivergenceError: the loss is NaN or infinite.
+    """
+    model = run.model
+    images, labels = model.sample_batch(run.data, train_config.batch_size, run.rng)
+    x = images if isinstance(images, torch.Tensor) else torch.from_numpy(images).to(device, non_blocking=True)
+    if train_config.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = model.label_tensor(labels, device)
+    with torch.autocast(device.type, dtype=autocast or torch.bfloat16, enabled=autocast is not None):
+        terms = forward(x, y, generator=run.noise)
+    recon = terms.recon_loss.mean()
+    kl_dims = terms.kl.mean(dim=0)
+    kl = kl_dims.sum()
+    discriminator_loss = None
+    if run.regularized:
+        loss, discriminator_loss, method_stats = model.method_loss(terms, generator=run.noise)
+    elif train_config.objective == "beta" and model_config.model != "annealed_vae":
+        loss = beta_vae_loss(recon, kl, train_config.beta * model.kl_weight(run.step, train_config.num_steps))
+    else:
+        loss = capacity_loss(recon, kl, gamma=train_config.gamma, step=run.step,
+                             capacity_max=train_config.capacity_max, capacity_steps=train_config.capacity_steps)
+    regularizer = model.regularization()
+    loss = loss + regularizer
+    loss_value = loss.item()
+    if not math.isfinite(loss_value):
+        raise DivergenceError(run.step, loss_value)
+    run.optimizer.zero_grad(set_to_none=True)
+    if discriminator_loss is None:
+        loss.backward()
+    else:  # disjoint graphs: the VAE's loss holds the discriminator fixed, its loss the codes
+        run.discriminator_optimizer.zero_grad(set_to_none=True)
+        (loss + discriminator_loss).backward()
+        run.discriminator_optimizer.step()
+        method_stats["discriminator_loss"] = discriminator_loss.detach()
+    run.optimizer.step()
+    if run.regularized:
+        for key, value in method_stats.items():
+            run.method_sums[key] = run.method_sums.get(key, 0.0) + float(value)
+    run.step += 1
+    run.pending += 1
+    run.sums += torch.cat([torch.stack([loss.detach(), recon.detach(), regularizer.detach().float()]),
+                           kl_dims.detach()]).double().cpu()
+
+
+def _record(run: _Run, model_config: ModelConfig, train_config: TrainConfig, start: float) -> dict[str, Any]:
+    """The history record of the steps since the last one (means; see :func:`train`), appended; the sums reset."""
+    means = (run.sums / run.pending).tolist()
+    record = {
+        "step": run.step,
+        "samples": run.step * train_config.batch_size,
+        "loss": means[0],
+        "recon_loss": means[1],
+        "kl": float(sum(means[3:])),
+        "kl_per_dim": means[3:],
+        "elapsed_s": time.perf_counter() - start,
+    }
+    if model_config.model == "nvae":
+        record.update(run.model.kl_groups(record["kl_per_dim"]), spectral=means[2])
+    record.update({key: value / run.pending for key, value in run.method_sums.items()})
+    run.method_sums.clear()
+    run.history.append(record)
+    run.sums.zero_()
+    run.pending = 0
+    return record
