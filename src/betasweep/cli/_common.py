@@ -115,42 +115,16 @@ def model_and_data(checkpoint: str, data_path: Path | None, tracking_uri: str, *
         click.Abort: the user declined at the terminal.
     """
     import sys
-    import tempfile
 
-    from betasweep.data import load_dataset
-    from betasweep.training import load_checkpoint, resolve_device
+    from betasweep.api import model as api
 
-    if checkpoint.startswith(("runs:/", "models:/")):
-        from betasweep.tracking import download_checkpoint
-
-        checkpoint = download_checkpoint(checkpoint, tracking_uri, tempfile.mkdtemp(prefix="betasweep-checkpoint-"))
-    model, state = load_checkpoint(checkpoint, map_location=resolve_device("auto"))
-    info = state.get("data") or {}
-    name = info.get("dataset", "shapes")
-    path = data_path
-    recorded = info.get("data_path")
-    if path is None and recorded:
-        if not data_from_checkpoint:
-            if not (sys.stdin.isatty() and sys.stderr.isatty()):
-                raise click.UsageError(f"{checkpoint} records its {name} data at {recorded}: pass --data-path "
-                                       f"{recorded} (or --data-from-checkpoint to read the recorded path)")
-            if not click.confirm(f"{checkpoint} records its {name} data at {recorded}; read it?", err=True):
-                raise click.Abort()
-        path = recorded
-    return model, state, load_dataset(name, path, subsample=info.get("subsample"))
-
-
-def study_summary(study, spec) -> dict:
-    """The best trial of ``study`` in a few fields (printed as JSON by ``sweep`` and ``report``)."""
-    from betasweep.sweeps.report import best_trial
-
-    best = best_trial(study)
-    params = {**spec.fixed, **best.params}
-    return {
-        "study": study.study_name,
-        "best_trial": best.number,
-        "score": best.values[0],
-        **{k: params.get(k) for k in ("beta", "latent_dim", "width", "batch_size") if k in params},
-        "beta_norm": best.user_attrs.get("beta_norm"),
-        "mlflow_run_id": best.user_attrs.get("mlflow_run_id"),
-    }
+    loaded = api.load_model(checkpoint, tracking_uri=tracking_uri)
+    recorded = loaded.recorded_data_path
+    if data_path is None and recorded and not data_from_checkpoint:
+        if not (sys.stdin.isatty() and sys.stderr.isatty()):
+            raise click.UsageError(f"{loaded.path} records its {loaded.dataset} data at {recorded}: pass --data-path "
+                                   f"{recorded} (or --data-from-checkpoint to read the recorded path)")
+        if not click.confirm(f"{loaded.path} records its {loaded.dataset} data at {recorded}; read it?", err=True):
+            raise click.Abort()
+        data_from_checkpoint = True
+    return loaded.model, loaded.state, api.load_data(loaded, data_path, data_from_checkpoint=data_from_checkpoint)

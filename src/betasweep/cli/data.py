@@ -47,8 +47,7 @@ def data_check(name, path):
     nothing is decoded or written. A missing or malformed file: one line naming it and what was
     expected, exit code 2."""
     from betasweep.cli._common import emit_json
-    from betasweep.data import load_dataset
-    from betasweep.data._files import human_bytes
+    from betasweep.data import human_bytes, load_dataset
 
     info = load_dataset(name, path).describe()
     info["summary"] = (f"{name}: {info['grid_images']} images ({'x'.join(map(str, info['factors'].values()))}: "

@@ -1,4 +1,5 @@
-"""``betasweep race``: seeds or images, one round at a time, where the study's answer is undecided."""
+"""``betasweep race``: seeds or images, one round at a time, where the study's answer is undecided; a shell over
+:func:`betasweep.api.race`."""
 
 from __future__ import annotations
 
@@ -47,50 +48,18 @@ def race(study_name, storage, tracking_uri, max_seeds, max_images, margin, max_t
     machine, PostgreSQL or the storage proxy) take them too. Stopped or killed, the race resumes where it
     was when started again; no task is queued twice.
     """
-    from betasweep.errors import ConfigError
-    from betasweep.sweeps.race import race_study
-    from betasweep.sweeps.spec import RaceConfig
-    from betasweep.sweeps.jobs import local_workers, one_thread, resolve_jobs
-    from betasweep.sweeps.study import load_study, local_storage, make_storage, redact
-    from betasweep.tracking import Tracker
+    from betasweep.api import study as api
 
-    jobs = resolve_jobs(jobs)
-    storage = local_storage(storage, jobs)
-    the_storage = make_storage(storage, tracking_uri=tracking_uri, heartbeat_interval=heartbeat_interval,
-                               grace_period=grace_period)
-    the_study, spec = load_study(study_name, the_storage)
-    defaults = spec.race or RaceConfig()
-    max_seeds = defaults.max_seeds if max_seeds is None else max_seeds
-    if max_seeds < 2:
-        seeds = f"the study's trials have {spec.seeds_per_trial} seed{'s' if spec.seeds_per_trial > 1 else ''} each"
-        raise ConfigError(f"--max-seeds {max_seeds}: {seeds} and a Welch test needs 2 a side; give --max-seeds >= 2 "
-                          "so that the race can add seeds")
-    if margin is not None and not margin > 0:
-        raise ConfigError(f"--margin {margin:g}: expected a margin > 0 in the metric's units (e.g. 0.03)")
-    if max_images is not None and max_images < spec.train_samples:
-        raise ConfigError(f"--max-images {max_images}: below the {spec.train_samples:,} images each seed of study "
-                          f"{study_name!r} already trained; give at least {spec.train_samples}")
-    if max_total_images is not None and max_total_images < 1:
-        raise ConfigError(f"--max-total-images {max_total_images}: expected a number of images >= 1")
-    settings = RaceConfig(max_seeds=max_seeds, alpha=defaults.alpha if alpha is None else alpha,
-                          max_images=defaults.max_images if max_images is None else max_images,
-                          margin=defaults.margin if margin is None else margin,
-                          max_total_images=defaults.max_total_images if max_total_images is None else max_total_images)
-    tracking_uri = tracking_uri or the_study.user_attrs.get("mlflow_tracking_uri", "sqlite:///mlflow.db")
-    echo(f"race: study {study_name!r} ({redact(storage)}), at most {settings.max_seeds} seeds and "
-         f"{settings.max_images or spec.train_samples:,} images per seed, margin {settings.margin}, alpha {settings.alpha}")
     try:
-        with one_thread(jobs > 1), local_workers(jobs - 1, storage=storage, study_name=study_name, tracking_uri=tracking_uri,
-                                                 mode="serve", heartbeat_interval=heartbeat_interval,
-                                                 grace_period=grace_period, checkpoint_dir=checkpoint_dir, echo=echo):
-            result = race_study(the_study, spec, Tracker(tracking_uri, spec.study), settings, rank_by=rank_by,
-                                timeout=timeout, progress=progress, echo=echo, checkpoint_dir=checkpoint_dir)
+        outcome = api.race(study_name, storage=storage, tracking_uri=tracking_uri, max_seeds=max_seeds,
+                           max_images=max_images, margin=margin, max_total_images=max_total_images, alpha=alpha,
+                           rank_by=rank_by, timeout=timeout, progress=progress, heartbeat_interval=heartbeat_interval,
+                           grace_period=grace_period, checkpoint_dir=checkpoint_dir, jobs=jobs, echo=echo)
     except KeyboardInterrupt:
         echo("race stopped: start it again to resume")
         return
     click.echo("race verdict:")
-    for line in result.lines:
+    for line in outcome.verdict:
         click.echo(f"  {line}")
-
 
 command = race

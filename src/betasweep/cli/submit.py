@@ -80,25 +80,16 @@ def submit(spec_path, study_name, storage, tracking_uri, workers, cluster, parti
     folder = (log_dir or Path("betasweep-jobs") / study_name).resolve()
 
     if dry_run:
-        target = max_complete_trials if max_complete_trials is not None else (spec.n_trials if spec else None)
-        argv = launcher.worker_argv(study_name, storage, tracking_uri=tracking_uri,
-                                    max_complete=target if target is not None else 0,
-                                    heartbeat_interval=heartbeat_interval, grace_period=grace_period,
-                                    checkpoint_dir=checkpoint_dir)
-        if target is None:  # the study's target is read from the study at submission
-            argv = [a for i, a in enumerate(argv) if a != "--max-complete-trials" and argv[i - 1] != "--max-complete-trials"]
-        if cluster in ("slurm", "auto"):
-            launcher.check_storage_for("slurm", storage)
-            click.echo(launcher.sbatch_script(folder, job_name, resources, argv))
-        else:
-            click.echo("\n".join(f"# local process {i}: {launcher.shown_command(argv)}" for i in range(workers)))
-        per_task = f" x {workers_per_gpu} per GPU" if workers_per_gpu else ""
-        echo(f"dry run: nothing submitted ({workers} worker(s){per_task}; logs would go to {folder})")
+        _dry_run(spec, study_name, storage, tracking_uri, cluster, resources, folder, job_name, max_complete_trials,
+                 heartbeat_interval, grace_period, checkpoint_dir)
         return
 
     cluster = launcher.resolve_cluster(cluster)
     launcher.check_storage_for(cluster, storage)
-    the_study, spec, tracker = _open_study(spec, study_name, storage, tracking_uri, heartbeat_interval, grace_period)
+    from betasweep.api.study import open_study
+
+    the_study, spec, tracker = open_study(spec, study_name, storage=storage, tracking_uri=tracking_uri,
+                                          heartbeat_interval=heartbeat_interval, grace_period=grace_period)
     target = spec.n_trials if max_complete_trials is None else max_complete_trials
     tracking_uri = tracker.tracking_uri
     argv = launcher.worker_argv(study_name, storage, tracking_uri=tracking_uri, max_complete=target,
@@ -132,19 +123,25 @@ def submit(spec_path, study_name, storage, tracking_uri, workers, cluster, parti
     _wait_local(jobs)
 
 
-def _open_study(spec, study_name, storage, tracking_uri, heartbeat_interval, grace_period):
-    """The study (created from ``spec`` if given and missing), its spec and its tracker; checks both servers answer."""
-    from betasweep.sweeps.study import create_study, load_study, make_storage
-    from betasweep.tracking import DEFAULT_TRACKING_URI, Tracker
+def _dry_run(spec, study_name, storage, tracking_uri, cluster, resources, folder, job_name, max_complete_trials,
+             heartbeat_interval, grace_period, checkpoint_dir) -> None:
+    """``--dry-run``: print the batch script (or the local commands) that would be submitted; submit nothing."""
+    from betasweep.sweeps import launcher
 
-    the_storage = make_storage(storage, tracking_uri=tracking_uri, heartbeat_interval=heartbeat_interval,
-                               grace_period=grace_period)
-    if spec is not None:
-        tracker = Tracker(tracking_uri or DEFAULT_TRACKING_URI, spec.study)
-        return create_study(spec, the_storage, tracker, load_if_exists=True), spec, tracker
-    the_study, spec = load_study(study_name, the_storage)
-    tracker = Tracker(tracking_uri or the_study.user_attrs.get("mlflow_tracking_uri", DEFAULT_TRACKING_URI), spec.study)
-    return the_study, spec, tracker
+    target = max_complete_trials if max_complete_trials is not None else (spec.n_trials if spec else None)
+    argv = launcher.worker_argv(study_name, storage, tracking_uri=tracking_uri,
+                                max_complete=target if target is not None else 0,
+                                heartbeat_interval=heartbeat_interval, grace_period=grace_period,
+                                checkpoint_dir=checkpoint_dir)
+    if target is None:  # the study's target is read from the study at submission
+        argv = [a for i, a in enumerate(argv) if a != "--max-complete-trials" and argv[i - 1] != "--max-complete-trials"]
+    if cluster in ("slurm", "auto"):
+        launcher.check_storage_for("slurm", storage)
+        click.echo(launcher.sbatch_script(folder, job_name, resources, argv))
+    else:
+        click.echo("\n".join(f"# local process {i}: {launcher.shown_command(argv)}" for i in range(resources.workers)))
+    per_task = f" x {resources.workers_per_gpu} per GPU" if resources.workers_per_gpu else ""
+    echo(f"dry run: nothing submitted ({resources.workers} worker(s){per_task}; logs would go to {folder})")
 
 
 def _wait_local(jobs) -> None:

@@ -1,4 +1,4 @@
-"""``betasweep worker``: join an existing study and run its trials."""
+"""``betasweep worker``: join an existing study and run its trials; a shell over :func:`betasweep.api.work`."""
 
 from __future__ import annotations
 
@@ -49,7 +49,8 @@ def worker(study_name, storage, tracking_uri, max_complete_trials, n_trials, tim
     import os
     import signal
 
-    from betasweep.sweeps.study import WorkerStopped
+    from betasweep.api import study as api
+    from betasweep.sweeps.worker import WorkerStopped
 
     if storage is None:
         raise click.UsageError("--storage is required: the URL of the study's database")
@@ -61,61 +62,14 @@ def worker(study_name, storage, tracking_uri, max_complete_trials, n_trials, tim
 
     signal.signal(signal.SIGTERM, on_sigterm)  # run_trials installs its own while trials run
     try:
-        _run_worker(study_name, storage, tracking_uri, max_complete_trials, n_trials, timeout, progress,
-                    heartbeat_interval, grace_period, checkpoint_dir)
+        done = api.work(study_name, storage=storage, tracking_uri=tracking_uri, max_complete_trials=max_complete_trials,
+                        n_trials=n_trials, timeout=timeout, progress=progress, heartbeat_interval=heartbeat_interval,
+                        grace_period=grace_period, checkpoint_dir=checkpoint_dir, echo=echo)
     except KeyboardInterrupt:  # stopped before or between trials: nothing to clean up
         echo("worker stopped")
-
-
-def _run_worker(study_name, storage, tracking_uri, max_complete, n_trials, timeout, progress, heartbeat_interval,
-                grace_period, checkpoint_dir=None):
-    """The worker's body; storage and tracking failures become one-line errors.
-
-    Raises:
-        StorageError: the study's database failed or went away.
-        TrackingError: the tracking server failed or went away.
-    """
-    import contextlib
-
-    from mlflow.exceptions import MlflowException
-
-    from betasweep.sweeps.report import best_trial
-    from betasweep.sweeps.study import (StorageError, load_study, make_storage, redact, run_trials, storage_failure,
-                                        warn_if_shared_sqlite, worker_seed_offset)
-    from betasweep.tracking import Tracker, TrackingError
-
-    the_storage = make_storage(storage, tracking_uri=tracking_uri, heartbeat_interval=heartbeat_interval,
-                               grace_period=grace_period)
-    try:
-        the_study, spec = load_study(study_name, the_storage, seed_offset=worker_seed_offset())
-        warn_if_shared_sqlite(storage, the_study, worker=True, echo=echo)
-        tracking_uri = tracking_uri or the_study.user_attrs.get("mlflow_tracking_uri", "sqlite:///mlflow.db")
-        tracker = Tracker(tracking_uri, spec.study)
-        target = spec.n_trials if max_complete is None else (max_complete or None)
-        finished = run_trials(the_study, spec, tracker, n_trials=n_trials, timeout=timeout, max_complete=target,
-                              progress=progress, echo=echo, checkpoint_dir=checkpoint_dir)
-    except Exception as error:
-        lost = storage_failure(error)
-        if lost is not None:
-            raise StorageError(f"worker lost the study's database {redact(storage)} ({_cause(lost)}); its running "
-                               f"trial is retried by another worker after the grace period; restart this worker "
-                               f"when the database is back") from None
-        if isinstance(error, MlflowException):
-            raise TrackingError(f"worker lost the tracking server {tracking_uri} ({_cause(error)})") from None
-        raise
-    echo(f"worker {'done' if finished else 'stopped'}")
-    best = None
-    with contextlib.suppress(ValueError):  # no complete trial yet
-        best = best_trial(the_study).user_attrs.get("mlflow_run_id")
-    echo_links(tracker, best)
-
-
-def _cause(error: BaseException) -> str:
-    """The root of an exception chain, one line."""
-    while error.__cause__ is not None:
-        error = error.__cause__
-    lines = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {lines[0] if lines else ''}"[:300]
+        return
+    echo(f"worker {'done' if done.finished else 'stopped'}")
+    echo_links(done.tracker, done.best_run_id)
 
 
 command = worker

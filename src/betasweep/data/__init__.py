@@ -25,7 +25,8 @@ from betasweep.errors import ConfigError
 
 __all__ = [
     "DATASETS", "DATASET_CHANNELS", "Cars3D", "CelebA", "CelebALabels", "ColorDSprites", "DSprites", "GroundTruthData",
-    "MPI3D", "NoisyDSprites", "Shapes", "Shapes3D", "SmallNORB", "WithoutPoints", "load_dataset", "read_labels",
+    "MPI3D", "NoisyDSprites", "Shapes", "Shapes3D", "SmallNORB", "WithoutPoints", "human_bytes", "load_dataset",
+    "read_labels",
 ]
 
 DATASETS = ("shapes", "dsprites", "color_dsprites", "noisy_dsprites", "3dshapes", "mpi3d_toy", "mpi3d_realistic",
@@ -54,6 +55,7 @@ _EXPORTS = {
     "CelebA": "celeba", "CelebALabels": "celeba", "read_labels": "celeba",
     "DSprites": "dsprites", "ColorDSprites": "dsprites", "NoisyDSprites": "dsprites",
     "Shapes": "shapes", "Shapes3D": "shapes3d", "MPI3D": "mpi3d", "SmallNORB": "smallnorb", "Cars3D": "cars3d",
+    "human_bytes": "_files",
 }
 
 
