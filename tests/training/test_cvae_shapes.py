@@ -70,21 +70,41 @@ def test_conditioned_value_wins_on_decoders_with_known_answers(dsprites):
         conditioned_value_wins(ControlDecoder(dsprites, obeys_y=True), data, factors[:, 1:])
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "measured (benchmarks/cvae_conditioning.py): at 1,500 steps the conditioned shape wins on 53% (square), "
-    "13% (ellipse), 48% (heart) of 150 held-out images. The decoder does use y, but z does not encode orientation "
-    "yet, so it draws each shape averaged over orientations: a disk that the square and the heart match and the "
-    "ellipse does not. At 20,000 steps (beta 8): 97/13/55%; at beta 0.25, 20,000 steps: 39/37/37%, the shape has "
-    "moved into z and the decoder ignores y. Not a majority for the ellipse at any CPU budget tried"))
-def test_cvae_decodes_the_same_z_with_each_shape_as_that_shape(dsprites):
+@pytest.fixture(scope="module")
+def cvae_wins(dsprites):
+    """A cvae conditioned on shape, trained once for this module (β 8, 750 steps of 16 on real dSprites without
+    150 held-out images); the rate at which each conditioned shape wins on those images, and the rate at which a
+    decoder that ignores y would win it (the share of that shape among them: the control test above)."""
     rng = np.random.default_rng(0)
     held_out = dsprites.sample_factors(150, rng)
     config = ModelConfig(model="cvae", latent_dim=6, width=16, hidden_dim=64, conditioned_factor="shape")
     result = train(dsprites.without(held_out), config,
-                   TrainConfig(beta=8.0, batch_size=16, train_samples=24_000, learning_rate=1e-3, seed=0))
+                   TrainConfig(beta=8.0, batch_size=16, train_samples=12_000, learning_rate=1e-3, seed=0))
     # The targets are the procedural Shapes renderer's images (the issue's check), on the grid of the
     # downsampled file: every 4th orientation and every 2nd position of the full grid.
     wins = conditioned_value_wins(result.model, dsprites, held_out,
                                   render=Shapes(subsample=(1, 1, 4, 2, 2)).images_from_factors)
-    print(f"\nconditioned shape has the highest IoU on: {wins}")
+    share = np.bincount(held_out[:, 0], minlength=3) / len(held_out)
+    print(f"\nconditioned shape has the highest IoU on: {wins}; a decoder ignoring y: {share}")
+    return wins, {f"shape_{v}": share[v] for v in range(3)}
+
+
+def test_cvae_decodes_with_the_shape_it_is_given(cvae_wins):
+    """What holds at a CPU budget: the decoder uses y. The square and the heart it is given win clearly more
+    often than a decoder ignoring y would let them (measured 0.47 and 0.56 against 0.29 and 0.37 at 750 steps;
+    0.41 and 0.65 at 1,500)."""
+    wins, ignoring_y = cvae_wins
+    for shape in ("shape_0", "shape_2"):
+        assert wins[shape] >= ignoring_y[shape] + 0.05, (shape, wins, ignoring_y)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "measured (benchmarks/cvae_conditioning.py): at 750 steps the conditioned shape wins on 47% (square), "
+    "17% (ellipse), 56% (heart) of 150 held-out images; at 1,500 steps 41/15/65%. The decoder does use y "
+    "(the test above), but z does not encode orientation yet, so it draws each shape averaged over orientations: "
+    "a disk that the square and the heart match and the ellipse does not. At 20,000 steps (beta 8): 97/13/55%; "
+    "at beta 0.25, 20,000 steps: 39/37/37%, the shape has moved into z and the decoder ignores y. Not a majority "
+    "for the ellipse at any CPU budget tried. Strict: the day the ellipse wins too, this fails and says so"))
+def test_cvae_decodes_the_same_z_with_each_shape_as_that_shape(cvae_wins):
+    wins, _ = cvae_wins
     assert all(rate > 0.5 for rate in wins.values()), wins
