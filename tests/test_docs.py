@@ -68,6 +68,9 @@ def test_spec_reference_lists_every_spec_field(site):
             assert f"<code>{item.name}</code>" in html, f"{cls.__name__}.{item.name} is not in the spec reference"
     for name in spec.CONFIG_FIELDS:
         assert f"<code>{name}</code>" in html, f"config field {name!r} is not in the spec reference"
+    for mapping, keys in getattr(spec, "SPEC_KEYS", {}).items():
+        for key in keys:
+            assert f"<code>{key}</code>" in html, f"spec key {mapping}.{key} is not in the spec reference"
 
 
 def public_modules() -> list[str]:

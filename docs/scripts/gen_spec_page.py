@@ -118,6 +118,25 @@ def objectives_table() -> str:
     return "\n".join(rows)
 
 
+def key_tables() -> str:
+    """One table per mapping of a spec (``SPEC_KEYS``: mapping -> {key: what it holds}), where the spec module
+    defines it; a key documented as "See RaceConfig." gets RaceConfig's field text."""
+    tables = getattr(spec_module, "SPEC_KEYS", None)
+    if not tables:
+        return ""
+    race_docs = field_docs(spec_module.RaceConfig)
+    parts = ["## Keys, mapping by mapping", "",
+             "Every mapping of a spec and the keys it allows (any other key is refused, naming it):", ""]
+    for mapping, keys in tables.items():
+        parts += [f"### {f'`{mapping}`' if mapping else 'Top level'}", "", "| key | what it holds |", "| --- | --- |"]
+        for key, text in keys.items():
+            if text.strip().startswith("See RaceConfig") and key in race_docs:
+                text = race_docs[key]
+            parts.append(f"| `{key}` | {cell(' '.join(text.split()))} |")
+        parts.append("")
+    return "\n".join(parts)
+
+
 def top_keys() -> str:
     keys = getattr(spec_module, "_TOP_KEYS", None) or getattr(spec_module, "TOP_KEYS", None)
     if not keys:
@@ -155,6 +174,7 @@ def page() -> str:
         "",
         objectives_table(),
         "",
+        key_tables(),
         "## Fields a spec may search or fix",
         "",
         "Any of these, under `search_space` (a list of choices, or `{low, high, log, step}`) or `fixed`:",
