@@ -27,14 +27,17 @@ def run_betasweep(*args: str, check: bool = True, cwd: str | Path | None = None,
     return proc
 
 
-def invoke_betasweep(*args: str, cwd: str | Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def invoke_betasweep(*args: str, cwd: str | Path | None = None, env: dict[str, str] | None = None,
+                     check: bool = False) -> subprocess.CompletedProcess:
     """Run ``betasweep ARGS`` in this process: :func:`betasweep.cli.main`, what the console script calls.
 
-    For parsing and bad input, where a subprocess would spend its seconds importing torch, optuna and mlflow.
-    Returns what :func:`run_betasweep` does (``returncode``, ``stdout``, ``stderr`` as text), so assertions read
-    the same. ``cwd`` is entered for the call and left after it; ``env`` overrides variables for the call
-    (click's ``CliRunner.isolation``, which also swaps stdin, stdout and stderr). An exception that ``main``
-    does not turn into a message propagates: in a subprocess it would be a traceback.
+    For bad input and for tiny real runs, where a subprocess would spend most of its seconds importing torch,
+    optuna and mlflow (a test process imports them once); the console script itself is run for every command
+    by tests/test_cli.py. Returns what :func:`run_betasweep` does (``returncode``, ``stdout``, ``stderr`` as
+    text), so assertions read the same; with ``check``, a non-zero exit fails showing stderr. ``cwd`` is entered
+    for the call and left after it; ``env`` overrides variables for the call (click's ``CliRunner.isolation``,
+    which also swaps stdin, stdout and stderr), and every variable the command set is undone after it. An
+    exception that ``main`` does not turn into a message propagates: in a subprocess it would be a traceback.
     """
     import os
 
@@ -43,15 +46,19 @@ def invoke_betasweep(*args: str, cwd: str | Path | None = None, env: dict[str, s
     from betasweep.cli import main
 
     argv = [str(arg) for arg in args]
-    before = os.getcwd()
-    with CliRunner().isolation(env=env) as (stdout, stderr, _):
-        if cwd is not None:
-            os.chdir(cwd)
-        try:
+    before, environment = os.getcwd(), dict(os.environ)
+    try:
+        with CliRunner().isolation(env=env) as (stdout, stderr, _):
+            if cwd is not None:
+                os.chdir(cwd)
             code = main(argv)
-        finally:
-            os.chdir(before)
-        out, err = stdout.getvalue().decode(), stderr.getvalue().decode()
+            out, err = stdout.getvalue().decode(), stderr.getvalue().decode()
+    finally:
+        os.chdir(before)
+        os.environ.clear()
+        os.environ.update(environment)
+    if check and code != 0:
+        raise AssertionError(f"betasweep {' '.join(argv)} exited {code}:\n{err[-3000:]}")
     return subprocess.CompletedProcess(["betasweep", *argv], code, out, err)
 
 

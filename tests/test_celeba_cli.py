@@ -1,4 +1,5 @@
-"""The CelebA commands as a user runs them: real subprocesses of the installed ``betasweep``."""
+"""The CelebA commands as a user runs them, in this process (``betasweep.cli.main``, what the console script
+calls; tests/test_cli.py runs the installed script itself for every command)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import run_betasweep, small_celeba_root
+from helpers import invoke_betasweep, small_celeba_root
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SAMPLE = SHARED / "celeba-sample"
@@ -14,7 +15,7 @@ ATTRS = SHARED / "celeba-attrs"
 
 
 def run(*args, check=True, cwd=None):
-    return run_betasweep(*args, check=check, cwd=cwd, timeout=600)
+    return invoke_betasweep(*args, check=check, cwd=cwd)
 
 
 def _need(root: Path) -> Path:

@@ -1,4 +1,6 @@
-"""The model families through the command as a user runs it: real subprocesses, real dSprites and CelebA."""
+"""The model families through the command as a user runs it, real dSprites and CelebA: in this process
+(``betasweep.cli.main``, what the console script calls; tests/test_cli.py runs the script itself for every
+command), since each run here is seconds of work after a subprocess's seconds of imports."""
 
 from __future__ import annotations
 
@@ -7,14 +9,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import run_betasweep, small_celeba_root, tiny_spec
+from helpers import invoke_betasweep, small_celeba_root, tiny_spec
 
 SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "celeba-sample"
 TINY = ("--width", "8", "--batch-size", "16", "--train-samples", "160", "--no-progress")
 
 
 def run(*args, check=True):
-    return run_betasweep(*map(str, args), check=check, timeout=600)
+    return invoke_betasweep(*map(str, args), check=check)
 
 
 def one_line_exit_2(proc, *fragments):
