@@ -4,7 +4,7 @@ The Python API (:mod:`betasweep.api`) is re-exported here, imported on first use
 ``import betasweep`` stays light::
 
     import betasweep as bs
-    result = bs.sweep(overrides={"n_trials": 2, "train_samples": 1_000}, jobs=1)
+    result = bs.sweep(overrides={"n_trials": 2}, jobs=1)
     print("\\n".join(result.verdict))
 """
 

@@ -1,7 +1,7 @@
 """The Python API: a sweep, its race, its report and its best model from a notebook, with one import.
 
 >>> import betasweep as bs
->>> result = bs.sweep(overrides={"n_trials": 2, "train_samples": 1_000}, jobs=1)  # doctest: +SKIP
+>>> result = bs.sweep(overrides={"n_trials": 2}, jobs=1)  # doctest: +SKIP
 >>> print("\\n".join(result.verdict))  # doctest: +SKIP
 
 Each function does what the ``betasweep`` command of the same name does (the commands are thin shells

@@ -84,6 +84,11 @@ def load_data(loaded: LoadedModel, data_path: str | os.PathLike | None = None, *
     Raises:
         ConfigError: the checkpoint records a path and neither was given.
         DataError: the data file is missing or malformed.
+
+    >>> import betasweep as bs
+    >>> loaded = bs.load_model("models:/betasweep-dsprites-beta@best")  # doctest: +SKIP
+    >>> data = bs.load_data(loaded, "../shared/data/dsprites.npz")  # doctest: +SKIP
+    >>> bs.evaluate(loaded, data, panel="beta_vae,mig")["mig"]  # doctest: +SKIP
     """
     path = data_path
     if path is None and loaded.recorded_data_path:

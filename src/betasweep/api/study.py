@@ -89,6 +89,10 @@ def summary(study: optuna.Study, spec: SweepSpec) -> dict[str, Any]:
 
     Keys: ``study``, ``best_trial``, ``score``, those of ``beta``, ``latent_dim``, ``width``, ``batch_size``
     the study has, ``beta_norm``, ``mlflow_run_id``. Raises ``ValueError`` without a complete trial.
+
+    >>> from betasweep.api.study import open_study, summary
+    >>> summary(*open_study(None, "shapes-quick", storage="sqlite:///betasweep.db")[:2])["score"]  # doctest: +SKIP
+    0.839
     """
     best = BestTrial.of(study, spec)
     return {"study": study.study_name, "best_trial": best.number, "score": best.score,
@@ -148,7 +152,7 @@ def resolve_spec(spec: SweepSpec | dict | str | os.PathLike | None = None,
     """A validated spec from ``spec``: None (the embedded default), a YAML path, a dict (the YAML's form) or a
     :class:`SweepSpec`, with ``overrides`` (the YAML's form) merged in key by key (a None value removes the key).
 
-    >>> resolve_spec(None, {"n_trials": 2, "train_samples": 1_000}).n_trials
+    >>> resolve_spec(None, {"n_trials": 2}).n_trials
     2
 
     Raises:
@@ -177,7 +181,8 @@ def sweep(spec: SweepSpec | dict | str | os.PathLike | None = None, *, overrides
     Args:
         spec: None (the embedded default: procedural shapes, 6 trials of 2 seeds, a race to the three words),
             a YAML path, a dict in the YAML's form, or a :class:`SweepSpec`.
-        overrides: merged into the spec key by key (YAML form), e.g. ``{"n_trials": 2, "train_samples": 1_000}``.
+        overrides: merged into the spec key by key (YAML form; None removes a key), e.g.
+            ``{"n_trials": 2, "metric": {"intermediate": None}}``.
         n_trials, timeout: trials to run here (default the spec's) and seconds after which none starts.
         storage: Optuna storage URL; tracking_uri: MLflow store.
         jobs: processes of one torch thread each (``"auto"``: one per core); default 1 with a spec, auto without.
@@ -191,14 +196,14 @@ def sweep(spec: SweepSpec | dict | str | os.PathLike | None = None, *, overrides
         StorageError, TrackingError: the study's database or the tracking server failed.
 
     >>> import betasweep as bs
-    >>> result = bs.sweep(overrides={"n_trials": 2, "train_samples": 1_000}, jobs=1)  # doctest: +SKIP
+    >>> result = bs.sweep(overrides={"n_trials": 2}, jobs=1)  # doctest: +SKIP
     >>> result.best.checkpoint  # doctest: +SKIP
     'runs:/0f3.../seed-1/checkpoint'
     """
     say = _echo_of(echo)
-    the_spec = resolve_spec(spec, overrides)
     jobs = resolve_jobs(jobs if jobs is not None else ("auto" if spec is None else 1))
     storage = local_storage(storage, jobs)
+    the_spec = resolve_spec(spec, overrides)
     if the_spec.dataset["name"] != "celeba":  # a missing or malformed data file: nothing made
         load_spec_data(the_spec)
     tracker = Tracker(tracking_uri, the_spec.study)
@@ -274,6 +279,10 @@ def race_settings(spec: SweepSpec, study_name: str, *, max_seeds: int | None = N
     Raises:
         ConfigError: ``max_seeds`` < 2, ``margin`` <= 0, ``max_images`` below the study's ``train_samples``,
             ``max_total_images`` < 1 (the message names the command's option).
+
+    >>> from betasweep.api import race_settings, resolve_spec
+    >>> race_settings(resolve_spec(None), "shapes-quick", max_seeds=4).margin
+    0.05
     """
     defaults = spec.race or RaceConfig()
     max_seeds = defaults.max_seeds if max_seeds is None else max_seeds
