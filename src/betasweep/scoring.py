@@ -175,6 +175,19 @@ def train_and_score(
     Raises:
         DivergenceError: training produced a non-finite loss.
         DataError: ``data`` does not fit ``model_config``, or the checkpoint to resume from does not.
+
+    >>> from betasweep.metrics import MetricConfig
+    >>> from betasweep.models import ModelConfig
+    >>> from betasweep.scoring import load_data, train_and_score
+    >>> from betasweep.training import TrainConfig
+    >>> dataset = {"name": "shapes", "subsample": [1, 1, 4, 2, 2]}
+    >>> data = load_data(dataset)
+    >>> metrics, files, model = train_and_score(  # doctest: +SKIP
+    ...     data, ModelConfig(latent_dim=6, width=16, num_channels=data.num_channels),
+    ...     TrainConfig(beta=2.0, batch_size=16, train_samples=4_000, learning_rate=5e-4, seed=0),
+    ...     MetricConfig(panel=("beta_vae", "mig"), num_train=500, num_eval=250), "run", dataset=dataset)
+    >>> sorted(files)  # doctest: +SKIP
+    ['checkpoint', 'kl_chart', 'reconstruction', 'traversal']
     """
     start = time.perf_counter()
     workdir = Path(workdir)

@@ -31,7 +31,8 @@ def evaluate(checkpoint, tracking_uri, data_path, data_from_checkpoint, metric_s
 
     CHECKPOINT is a file, or a logged one: runs:/RUN_ID/checkpoint or models:/betasweep-STUDY@best.
     """
-    from betasweep.metrics import DEFAULT_PANEL, PANEL_METRICS, MetricConfig, evaluate_model
+    from betasweep.api.model import evaluate as score
+    from betasweep.metrics import DEFAULT_PANEL, PANEL_METRICS, MetricConfig
     from betasweep.models import beta_norm
 
     def metric_config(names):
@@ -45,13 +46,8 @@ def evaluate(checkpoint, tracking_uri, data_path, data_from_checkpoint, metric_s
     if panel is None:
         stored = ((state.get("data") or {}).get("metric_config") or {}).get("panel")
         config = metric_config(tuple(stored) if stored else DEFAULT_PANEL)
-    result = evaluate_model(model, data, config)
-    if model.conditional:  # cvae: leakage (ROC AUC of z per conditioned label) on held-out data
-        import numpy as np
-
-        from betasweep.scoring import conditional_metrics
-
-        result.update(conditional_metrics(model, data, None, np.random.default_rng(metric_seed)))
+    result = score(model, data, panel=config.panel, metric_seed=metric_seed, num_train=num_train, num_eval=num_eval,
+                   metric_batch_size=metric_batch_size, num_stat_samples=num_stat_samples)
     mc, tc = state["model_config"], state["train_config"]
     emit_json({
         **result,
