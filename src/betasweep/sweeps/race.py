@@ -25,7 +25,8 @@ import optuna
 from optuna.trial import TrialState
 
 from betasweep.errors import ConfigError
-from betasweep.sweeps.objective import Objective, objective_value
+from betasweep.scoring import objective_value
+from betasweep.sweeps.objective import Objective
 from betasweep.sweeps.race_rules import (MIN_TEST_SEEDS, WORDS, ConfigRungs, Decision, RaceResult, RaceRound, check_race,
                                          decide, next_step, run_race, rungs_of)
 from betasweep.sweeps.records import (ALIVE_ATTR, CPU_S, GPU_S, IMAGES_TRAINED, MLFLOW_RUN_ID, RACE_ATTR, RACE_FROM,

@@ -23,7 +23,8 @@ from betasweep.errors import ConfigError
 from betasweep.metrics.panel import PANEL_KEYS
 from betasweep.models import ModelConfig
 from betasweep.models.vae import family_values
-from betasweep.sweeps.objective import objective_value, train_and_score
+from betasweep.scoring import objective_value
+from betasweep.sweeps.objective import train_and_score
 from betasweep.sweeps.records import (ACTIVE_UNITS, ATTEMPT_OF, BETA_NORM, FAIL_REASON, MLFLOW_RUN_ID, RACE_IMAGES,
                                       RACE_ROUND, STUDY_SPEC, config_key, group_by_configuration, per_seed, rung_of,
                                       seeds_of)
