@@ -9,7 +9,13 @@ from mlflow.tracking import MlflowClient
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
-from helpers import race_spec, run_betasweep
+from helpers import invoke_betasweep, race_spec
+
+
+def run_betasweep(*args, cwd, check=True):
+    """``betasweep ARGS`` in this process (``betasweep.cli.main``, what the console script calls): a subprocess
+    would add seconds of imports to each call; tests/test_cli.py runs the script itself for every command."""
+    return invoke_betasweep(*args, cwd=cwd, check=check)
 
 
 @pytest.fixture(scope="module")
