@@ -83,3 +83,49 @@ def forget_mlflow_stores() -> None:
     for engines in (SqlAlchemyStore._engine_map, RegistrySqlAlchemyStore._engine_map):
         for uri in [uri for uri in engines if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////")]:
             del engines[uri]
+
+
+def tiny_spec(dsprites_path: str | Path, study: str = "tiny", n_trials: int = 3, **overrides: Any) -> dict[str, Any]:
+    """A sweep spec on the real dSprites grid whose trials take seconds: ~50 steps, a small metric."""
+    spec = {
+        "study": study,
+        "dataset": {"name": "dsprites", "path": str(dsprites_path)},
+        "search_space": {"beta": {"low": 0.5, "high": 8.0, "log": True}, "latent_dim": [3, 5]},
+        "fixed": {"width": 8, "hidden_dim": 32, "batch_size": 16, "learning_rate": 0.001, "log_every": 10},
+        "train_samples": 800,
+        "metric": {"seed": 0, "full": {"num_train": 300, "num_eval": 150, "batch_size": 16, "num_stat_samples": 256}},
+        "sampler": {"name": "tpe", "seed": 0},
+        "pruner": {"name": "none"},
+        "n_trials": n_trials,
+    }
+    spec.update(overrides)
+    return spec
+
+
+def small_celeba_root(sample: Path, root: Path, n_train: int, n_val: int) -> Path:
+    """A CelebA folder of the first ``n_train`` train and ``n_val`` val rows of ``sample``; images symlinked, never copied."""
+    lines = (sample / "list_attr_celeba.txt").read_text().splitlines()
+    partition = dict(line.split() for line in (sample / "list_eval_partition.txt").read_text().splitlines())
+    rows = [line for line in lines[2:] if partition[line.split()[0]] == "0"][:n_train]
+    rows += [line for line in lines[2:] if partition[line.split()[0]] == "1"][:n_val]
+    (root / "list_attr_celeba.txt").write_text("\n".join([str(len(rows)), lines[1], *rows]) + "\n")
+    names = [row.split()[0] for row in rows]
+    (root / "list_eval_partition.txt").write_text("\n".join(f"{n} {partition[n]}" for n in names) + "\n")
+    (root / "img_align_celeba").mkdir()
+    for name in names:
+        (root / "img_align_celeba" / name).symlink_to(sample / "img_align_celeba" / name)
+    return root
+
+
+RACE_CURVE = {"budgets": [200, 400, 800], "num_train": 60, "num_eval": 30, "batch_size": 8}
+
+
+def race_spec(dsprites_path: str | Path, study: str = "race", max_seeds: int = 3, **overrides: Any) -> dict[str, Any]:
+    """:func:`tiny_spec` as a race: two configurations (a grid over β), 2 seeds per trial, a 3-budget learning
+    curve, then a race to ``max_seeds`` seeds."""
+    spec = tiny_spec(dsprites_path, study, n_trials=2, search_space={"beta": [0.5, 8.0]},
+                     sampler={"name": "grid", "seed": 0}, seeds_per_trial=2, race={"max_seeds": max_seeds})
+    spec["fixed"] = {**spec["fixed"], "latent_dim": 4}
+    spec["metric"] = {**spec["metric"], "curve": RACE_CURVE}
+    spec.update(overrides)
+    return spec
