@@ -129,12 +129,15 @@ def train_seed(
     Raises:
         DivergenceError: training produced a non-finite loss.
     """
+    start = time.perf_counter()
     data = data if data is not None else load_spec_data(spec)
     model_config, train_config = build_configs(spec, params, seed, data.num_channels)
     title = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
-    return score_configs(data, model_config, train_config, spec.metric, workdir, dataset=spec.dataset, title=title,
-                         on_record=on_record, progress=progress, checkpoint_path=checkpoint_path,
-                         on_checkpoint=on_checkpoint)
+    metrics, files, model = score_configs(data, model_config, train_config, spec.metric, workdir, dataset=spec.dataset,
+                                          title=title, on_record=on_record, progress=progress,
+                                          checkpoint_path=checkpoint_path, on_checkpoint=on_checkpoint)
+    metrics["wall_time_s"] = time.perf_counter() - start  # the whole seed's, loading its data here included
+    return metrics, files, model
 
 
 @dataclass
