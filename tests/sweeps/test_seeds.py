@@ -1,4 +1,5 @@
-"""Seeds inside every trial, end to end on the real dSprites grid through the real `betasweep` command."""
+"""Seeds inside every trial, end to end on the real dSprites grid through the `betasweep` command (in this process:
+``betasweep.cli.main``, what the console script calls; tests/test_cli.py runs the script for every command)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 import helpers
-from helpers import run_betasweep
 
 PANEL_VALUES = ("beta_vae", "factor_vae", "mig", "sap")
 
@@ -31,7 +31,7 @@ def seeded_spec(dsprites_path, **overrides):
 def seeded(dsprites_path, tmp_path_factory):
     directory = tmp_path_factory.mktemp("seeded")
     (directory / "spec.yaml").write_text(yaml.safe_dump(seeded_spec(dsprites_path)))
-    run_betasweep("sweep", "spec.yaml", "--no-progress", cwd=directory)
+    helpers.invoke_betasweep("sweep", "spec.yaml", "--no-progress", cwd=directory, check=True)
     study = optuna.load_study(study_name="seeded", storage=f"sqlite:///{directory / 'betasweep.db'}")
     return directory, study, f"sqlite:///{directory / 'mlflow.db'}"
 
@@ -71,9 +71,9 @@ def test_a_trial_returns_the_mean_of_its_seeds_and_records_each(seeded):
 def test_evaluate_reproduces_a_logged_seeds_panel_values(seeded):
     directory, study, tracking_uri = seeded
     trial = study.best_trial
-    proc = run_betasweep("evaluate", f"runs:/{trial.user_attrs['mlflow_run_id']}/seed-1/checkpoint", "--data-from-checkpoint",
+    proc = helpers.invoke_betasweep("evaluate", f"runs:/{trial.user_attrs['mlflow_run_id']}/seed-1/checkpoint", "--data-from-checkpoint",
                          "--tracking-uri", tracking_uri, "--num-train", "300", "--num-eval", "150",
-                         "--metric-batch-size", "16", cwd=directory)
+                         "--metric-batch-size", "16", cwd=directory, check=True)
     scored = json.loads(proc.stdout)
     logged = trial.user_attrs["per_seed"][1]
     for key in PANEL_VALUES:
@@ -83,9 +83,9 @@ def test_evaluate_reproduces_a_logged_seeds_panel_values(seeded):
 
 def test_report_prints_the_verdict_and_mean_and_se_per_configuration(seeded):
     directory, study, tracking_uri = seeded
-    proc = run_betasweep("report", "--study", "seeded", "--storage", f"sqlite:///{directory / 'betasweep.db'}",
+    proc = helpers.invoke_betasweep("report", "--study", "seeded", "--storage", f"sqlite:///{directory / 'betasweep.db'}",
                          "--tracking-uri", tracking_uri, "--out", str(directory / "r.html"), "--rank-by", "mig",
-                         cwd=directory)
+                         cwd=directory, check=True)
     lines = proc.stdout.splitlines()
     assert lines[0] == "verdict:" and lines[1].startswith("  Best configuration by mig: ")
     assert "β > 1 vs β <= 1" in proc.stdout and "Welch" in proc.stdout

@@ -28,7 +28,9 @@ def tiny_spec(dsprites_path, **overrides):
 
 
 def betasweep(*args, cwd, check=True):
-    return run_betasweep(*args, cwd=cwd, check=check)
+    """``betasweep ARGS`` in this process (``betasweep.cli.main``): a subprocess would add seconds of imports to
+    each call; tests/test_cli.py runs the console script for every command, test_methods_sweep.py a real sweep."""
+    return helpers.invoke_betasweep(*args, cwd=cwd, check=check)
 
 
 def run_sweep(directory, spec):
@@ -132,7 +134,7 @@ def test_an_invalid_spec_exits_2_and_creates_no_study(dsprites_path, tmp_path):
 
 def test_an_unreachable_tracking_server_fails_fast(dsprites_path, tmp_path):
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(tiny_spec(dsprites_path)))
-    proc = betasweep("sweep", "s.yaml", "--tracking-uri", "http://127.0.0.1:9", cwd=tmp_path, check=False)
+    proc = run_betasweep("sweep", "s.yaml", "--tracking-uri", "http://127.0.0.1:9", cwd=tmp_path, check=False)
     assert proc.returncode == 2 and "not reachable" in proc.stderr and "Traceback" not in proc.stderr
 
 
