@@ -105,7 +105,11 @@ class Stack:
         with open(self.log, "a") as log:
             log.write(f"$ {' '.join(full[len(command or self.compose_cmd):])}\n{result.stdout}{result.stderr}\n")
         if check and result.returncode != 0:
-            raise AssertionError(f"compose {' '.join(args)} exited {result.returncode}:\n{result.stderr[-3000:]}")
+            # The services' own last lines say why (a one-shot service's exit 2 names its bad input).
+            logs = subprocess.run([*full[:full.index(args[0])], "logs", "--no-color", "--tail", "20"],
+                                  capture_output=True, text=True, env=env, timeout=120).stdout
+            raise AssertionError(f"compose {' '.join(args)} exited {result.returncode}:\n{result.stderr[-3000:]}\n"
+                                 f"services' last lines:\n{logs[-4000:]}")
         return result
 
     def containers(self, service: str) -> list[str]:
