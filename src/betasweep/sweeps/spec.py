@@ -127,7 +127,7 @@ DEFAULT_SPEC: dict[str, Any] = {
 without DCI, batch 16 and learning rate 5e-4 for 2,250 steps per model (at 1e-3 and 1,500 steps 5 of
 11 models stayed on the mean-image plateau, 0 active units; see examples/shapes-quick.yaml). Its race
 trains nothing more (``max_seeds`` 2, as the trials): it gives each configuration against the best one of
-the three words, with margin 0.05 Higgins accuracy (README, Racing: why that value)."""
+the three words, with margin 0.05 Higgins accuracy (docs/guides/deciding.md, Racing: why that value)."""
 
 
 @dataclass(frozen=True)

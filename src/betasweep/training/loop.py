@@ -82,8 +82,8 @@ class TrainConfig:
             the run's own child seed (:func:`~betasweep.models.mean_pixel_logit`; the data order
             is unchanged), or ``"default"``, the layer's own initialisation (PyTorch's, about 0:
             a grey image; the only start before this field existed). The value lives in the
-            weights, so a checkpoint rebuilds the model without the data. See README.md, "the
-            mean-image plateau", for what it changes.
+            weights, so a checkpoint rebuilds the model without the data. See the docs' results page
+            docs/results/2026-12-06.md, "The mean-image plateau", for what it changes.
         data_on_device: keep the dataset's whole factor grid on the training device as uint8 and
             gather each batch there (:class:`~betasweep.training.device_data.DeviceImages`: the same
             images as the host path, no host-to-device copy of images per step); ``None``: on CUDA
