@@ -47,7 +47,7 @@ def best_trial(study: optuna.Study, spec: SweepSpec | None = None) -> optuna.tri
     over its distinct seeds (:func:`configurations`: a seed trained by two trials of one configuration
     counts once; a race's seeds at higher rungs are the race's), ties by label; then its complete trial
     with the highest value (the lowest number among equals; a race's trials at every rung). Optuna's ``study.best_trial`` alone would name one
-    race trial's lucky single seed. With one trial per configuration this is ``study.best_trial``.
+    race trial's lucky single seed. With one trial per configuration and no tie this is ``study.best_trial``.
 
     Args:
         spec: the study's spec (default the one stored in the study; a study without one, not made by
