@@ -6,7 +6,7 @@ command line turns these into a one-line message and exit code 2 instead of a tr
 
 from __future__ import annotations
 
-__all__ = ["BetasweepError", "ConfigError", "DataError", "DivergenceError"]
+__all__ = ["BetasweepError", "ConfigError", "DataError", "DivergenceError", "in_chain"]
 
 
 class BetasweepError(Exception):
@@ -33,3 +33,15 @@ class DivergenceError(BetasweepError, FloatingPointError):
         self.step = step
         self.loss = loss
         super().__init__(f"training diverged: loss is {loss} at step {step}")
+
+
+def in_chain(error: BaseException | None, kinds: type[BaseException] | tuple[type[BaseException], ...]):
+    """The first exception of type ``kinds`` in ``error``'s chain (itself, its ``__cause__`` or ``__context__``),
+    or None. A ``raise ... from None`` ends the chain (its context is hidden on purpose)."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, kinds):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
+    return None

@@ -26,7 +26,7 @@ from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
-from betasweep.errors import BetasweepError, ConfigError
+from betasweep.errors import BetasweepError, ConfigError, in_chain
 from betasweep.sweeps.proxy import first_line, open_grpc_storage
 from betasweep.sweeps.proxy import redact_url as redact
 from betasweep.sweeps.records import MLFLOW_RUN_ID, STUDY_TRACKING_URI
@@ -76,14 +76,8 @@ def storage_failure(error: BaseException) -> BaseException | None:
     ``study.optimize``, Optuna 5's ``_run_trial`` then raises ``UnboundLocalError``
     (``updated_state``) with the storage error only as its context.
     """
-    seen: set[int] = set()
-    while error is not None and id(error) not in seen:
-        if isinstance(error, STORAGE_ERRORS):
-            return error
-        seen.add(id(error))
-        # `raise ... from None` hides its context (e.g. "no such study" over the proxy's NOT_FOUND): not a lost database
-        error = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
-    return None
+    # `raise ... from None` hides its context (e.g. "no such study" over the proxy's NOT_FOUND): not a lost database
+    return in_chain(error, STORAGE_ERRORS)
 
 
 class _Storage(RDBStorage):

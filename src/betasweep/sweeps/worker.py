@@ -30,7 +30,7 @@ import optuna
 import sqlalchemy
 from optuna.trial import TrialState
 
-from betasweep.errors import ConfigError, DivergenceError
+from betasweep.errors import ConfigError, DivergenceError, in_chain
 from betasweep.sweeps.objective import Objective
 from betasweep.sweeps.proxy import first_line
 from betasweep.sweeps.records import (FAIL_REASON, RACE_TASK_ATTRS, RETRIED_FROM, SLURM_TASK, STUDY_PARENT_RUN, WORKER,
@@ -174,13 +174,7 @@ def _loop(study: optuna.Study, objective: Objective, tracker: Tracker, parent: s
 
 def _tracking_failure(error: BaseException | None):
     """The :class:`~betasweep.tracking.TrackingUnavailable` in ``error``'s chain, if any."""
-    seen: set[int] = set()
-    while error is not None and id(error) not in seen:
-        if isinstance(error, TrackingUnavailable):
-            return error
-        seen.add(id(error))
-        error = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
-    return None
+    return in_chain(error, TrackingUnavailable)
 
 
 def _target_reached(study: optuna.Study, max_complete: int | None) -> bool:
