@@ -151,7 +151,7 @@ def _race_state(study: optuna.Study, race: RaceConfig, metric: str, rungs: tuple
                    and state.get("status") in ("running", "stopped"))
     if resumed:
         echo(f"race: resuming after round {state['round']} ({len(state['contenders'])} configurations left, "
-             f"at {rungs[state['rung']]:,} images)")
+             f"at {rungs[state['rung']]:,} images); round {state['round'] + 1} next")
         state = {**state, "status": "running"}
     else:
         state = {**settings, "status": "running", "rounds": []}

@@ -311,7 +311,7 @@ class RaceResult:
                     + (f", margin ±{race.margin:g}" if race.margin else "")
                     + f"; overall level {race.alpha:.0%} spent over the rounds, Holm within a round"
                     + (", TOST for equivalence" if race.margin else ""))
-        rounds = len(self.rounds) - 1
+        rounds = self.rounds[-1].number  # rounds after the first test, a resumed race's earlier ones included
         how = {"decided": f"decided after {rounds} round{'s' if rounds != 1 else ''}",
                "undecided": "max_seeds and max_images reached, not every comparison decided",
                "budget": "stopped at its image budget (max_total_images)",
@@ -469,7 +469,9 @@ def run_race(
         metric: the metric raced on (higher is better).
         rungs: images seen per seed at each rung (:func:`rungs_of`).
         pair: the configurations train the same seeds (``seed.policy: fixed``): paired tests.
-        state: a resumed race's state (as ``on_round`` received it); default a new race.
+        state: a resumed race's state (as ``on_round`` last received it); default a new race. Its ``round`` is
+            the last round played, so the resumed race's first round is numbered one more (its pending training
+            as well): a race killed and started again prints its rounds 0, 1, 2, ... as one uninterrupted race.
         deadline: ``time.monotonic()`` after which no round starts.
         on_round: called after each round with the round, the labels and the race's state (JSON-ready).
 
@@ -483,7 +485,7 @@ def run_race(
     outcome = {key: _decision_from(key, d) for key, d in state["outcome"].items()}
     rounds: list[RaceRound] = []
     stopped = False
-    if state["pending"]:  # a resumed race: finish the round's training first (tasks done or queued are not redone)
+    if state["pending"]:  # a resumed race: finish the next round's training first (tasks done or queued are not redone)
         pending = {k: tuple(v) for k, v in state["pending"].items()}
         stopped = train(state["round"], pending) is None
         if not stopped:
@@ -509,6 +511,8 @@ def run_race(
 
 def _start_state(state: dict[str, Any] | None, table: dict[str, ConfigRungs]) -> dict[str, Any]:
     """The race's state: a resumed race's (a copy), or a new one with every configuration of ``table`` racing."""
+    if state is not None and "round" in state:  # resumed: its stored round is the last one played (and printed)
+        state = {**state, "round": int(state["round"]) + 1}
     state = dict(state or {})
     state.setdefault("round", 0)
     state.setdefault("rung", 0)
