@@ -12,6 +12,7 @@ run", so several studies or threads never step on each other's state.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import logging
 import math
 import os
@@ -59,6 +60,8 @@ class TrackingUnavailable(TrackingError):
 
 
 API_TIMEOUT_S = 60.0  # the reachability check's API request, once /health answered
+REACHABLE_RETRY_S = 60.0
+"""Seconds :func:`check_reachable` keeps asking a tracking server that stalls, drops connections or answers 5xx."""
 RETRY_ENV = "BETASWEEP_MLFLOW_RETRY_S"
 DEFAULT_RETRY_S = 300.0
 _MAX_BACKOFF_S = 30.0
@@ -134,27 +137,62 @@ def call_with_retry(fn, *args, what: str = "MLflow call", budget_s: float | None
             delay = min(delay * 2, _MAX_BACKOFF_S)
 
 
-def check_reachable(tracking_uri: str, timeout_s: float = 5.0) -> None:
-    """For an ``http(s)://`` tracking URI, check within seconds that the server answers and serves this client.
+def check_reachable(tracking_uri: str, timeout_s: float = 5.0, *, budget_s: float | None = None) -> None:
+    """For an ``http(s)://`` tracking URI, check that the server answers and serves this client.
 
     Two requests: ``GET /health``, then one cheap API call (``search_experiments(max_results=1)``)
-    with no retries and a ``timeout_s`` timeout, because a server can be healthy and still refuse
-    every API request (MLflow 3 answers 403 to a ``Host`` header not in its ``--allowed-hosts``).
-    MLflow's own client retries unreachable servers for minutes; this fails fast instead.
+    without MLflow's own retries (which wait minutes on an unreachable server), because a server can be
+    healthy and still refuse every API request (MLflow 3 answers 403 to a ``Host`` header not in its
+    ``--allowed-hosts``). A server that is not there (connection refused, unknown host) or refuses this
+    client (4xx) fails at once. A server that is there but stalls (a timeout after ``timeout_s`` s, then
+    twice as long up to 20 s), drops the connection or answers 5xx is asked again for ``budget_s``
+    seconds (default :data:`REACHABLE_RETRY_S`, 60): the uvicorn supervisor of a multi-worker ``mlflow
+    server`` kills a worker that misses its 5-s healthcheck on a loaded host and starts another, and a
+    request caught in that moment fails although the server is healthy (``study create`` in the compose
+    stack exited 2 so).
 
     Raises:
         TrackingError: the server does not answer, answers with an error, or refuses this client.
     """
     if not tracking_uri.startswith(("http://", "https://")):
         return
+    budget = REACHABLE_RETRY_S if budget_s is None else budget_s
+    deadline = time.monotonic() + budget
+    delay, attempts = 1.0, 0
+    while True:
+        attempts += 1
+        try:
+            _check_once(tracking_uri, timeout_s)
+            return
+        except _Stalled as error:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TrackingError(f"{error} ({attempts} attempts in {budget:.0f} s)") from None
+            if attempts == 1:
+                _log.warning("%s; asking again for up to %.0f s", error, budget)
+            time.sleep(min(delay, left))
+            delay, timeout_s = min(delay * 2, _MAX_BACKOFF_S), min(timeout_s * 2, 20.0)
+
+
+class _Stalled(TrackingError):
+    """A tracking server that is there but did not answer this time (timeout, dropped connection, 5xx)."""
+
+
+def _check_once(tracking_uri: str, timeout_s: float) -> None:
+    """One ``GET /health`` and one API request; :class:`_Stalled` for what may pass by itself."""
     url = tracking_uri.rstrip("/") + "/health"
     try:
         with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 (a user-given server)
             if response.status != 200:
                 raise TrackingError(f"MLflow tracking server {tracking_uri} answered {response.status} on /health")
-    except (urllib.error.URLError, OSError) as error:
+    except urllib.error.HTTPError as error:
+        kind = _Stalled if error.code >= 500 else TrackingError
+        raise kind(f"MLflow tracking server {tracking_uri} answered {error.code} on /health") from None
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
         reason = getattr(error, "reason", error)
-        raise TrackingError(f"MLflow tracking server {tracking_uri} is not reachable ({reason})") from None
+        kind = _Stalled if isinstance(reason, (TimeoutError, ConnectionResetError, ConnectionAbortedError,
+                                               BrokenPipeError, http.client.HTTPException)) else TrackingError
+        raise kind(f"MLflow tracking server {tracking_uri} is not reachable ({reason})") from None
     _check_api(tracking_uri, timeout_s)
 
 
@@ -176,7 +214,9 @@ def _check_api(tracking_uri: str, timeout_s: float) -> None:
                 f"rejects the name {host!r}, add it to the server's --allowed-hosts (MLFLOW_SERVER_ALLOWED_HOSTS); "
                 f"if it requires credentials, set MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD"
             ) from None
-        raise TrackingError(f"MLflow tracking server {tracking_uri} is healthy but its API fails: {text[:300]}") from None
+        # a dropped connection or a 5xx (MLflow's INTERNAL_ERROR) may pass; a refused credential or request does not
+        kind = _Stalled if _transient(error) else TrackingError
+        raise kind(f"MLflow tracking server {tracking_uri} is healthy but its API fails: {text[:300]}") from None
 
 
 @contextlib.contextmanager
