@@ -104,3 +104,132 @@ def test_a_race_stopped_at_its_deadline_resumes_with_the_next_number():
     assert numbers == list(range(len(numbers)))  # continuous: the resumed race's first round is 3
     assert stopped.calls[calls] == 3 and resumed.status == "decided"  # the stopped training, taken up as round 3's
     assert len(stopped.trained) == len(set(stopped.trained))
+
+
+# --- the real command, SIGKILLed mid-extension and started again ---------------------------------------------
+
+RACE_ARGS = ("--max-seeds", "3", "--max-images", "1600", "--margin", "0.05", "--heartbeat-interval", "1",
+             "--grace-period", "8", "--checkpoint-dir", "ckpt", "--no-progress")
+TIMEOUT_S = 300  # 2 shared cores; the race alone takes about a minute
+
+
+def _searched(dsprites_path, folder):
+    """``folder`` with the search done (2 β × 2 seeds at 800 images, checkpoints under ``folder/ckpt``), its race
+    not started: a spec without ``race:``, the race's settings on ``betasweep race``'s command line."""
+    import yaml
+    from helpers import invoke_betasweep, race_spec
+
+    raw = race_spec(dsprites_path, "restart")
+    raw.pop("race")
+    raw["fixed"] = {**raw["fixed"], "checkpoint_every": 5}  # a killed extension resumes from its last 5 steps
+    folder.mkdir()
+    (folder / "spec.yaml").write_text(yaml.safe_dump(raw))
+    invoke_betasweep("sweep", "spec.yaml", "--checkpoint-dir", "ckpt", "--no-progress", cwd=folder, check=True)
+    return folder
+
+
+def _copy(searched, folder):
+    """A copy of the searched study (its databases and checkpoints): the same trials and seeds to race again. Its
+    MLflow runs keep their artifact folder (absolute paths in mlflow.db), which both copies then share as they
+    would share a tracking server's."""
+    import shutil
+
+    shutil.copytree(searched, folder)
+    return folder
+
+
+def _race_args(folder) -> list[str]:
+    return ["race", "--study", "restart", "--storage", f"sqlite:///{folder / 'betasweep.db'}",
+            "--tracking-uri", f"sqlite:///{folder / 'mlflow.db'}", *RACE_ARGS]
+
+
+def _images_by_task(trials) -> dict[str, int]:
+    """Images trained per race task (configuration, seed, rung) from the trial records: each complete attempt's
+    ``images_trained``, and a killed attempt's part up to its last checkpoint (``checkpoint_steps``; the steps
+    after it are lost and trained again by the retry, the one allowance of a kill)."""
+    from optuna.trial import TrialState
+
+    by_number = {t.number: t for t in trials}
+    images: dict[str, int] = {}
+    for t in trials:
+        task = t.user_attrs.get("race_task")
+        if task is None:
+            continue
+        if t.state == TrialState.COMPLETE:
+            images[task] = images.get(task, 0) + t.user_attrs["images_trained"]
+            for how in t.user_attrs.get("resumed", {}).values():  # the killed attempt's checkpointed part
+                if how.get("attempt") is not None and not how.get("finished"):
+                    killed = by_number[how["attempt"]].user_attrs
+                    start = killed["race_images"] // 2 if "race_from" in killed else 0  # an extension starts a rung below
+                    images[task] += int(how["step"]) * 16 - start
+    return images
+
+
+def _rounds_without_cpu(state: dict) -> list[str]:
+    """The race's printed rounds up to their cost (CPU seconds differ from run to run)."""
+    return [line.split("; spent so far")[0] for line in state["rounds"]]
+
+
+def test_the_race_command_killed_mid_extension_resumes_and_decides_as_an_uninterrupted_race(dsprites_path, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import time
+
+    import optuna
+    from helpers import betasweep_command, invoke_betasweep
+    from optuna.trial import TrialState
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    searched = _searched(dsprites_path, tmp_path / "searched")
+    killed_folder, alone_folder = _copy(searched, tmp_path / "killed"), _copy(searched, tmp_path / "alone")
+    study = optuna.load_study(study_name="restart", storage=f"sqlite:///{killed_folder / 'betasweep.db'}")
+    log = killed_folder / "race-1.log"
+    with open(log, "wb") as out:
+        race = subprocess.Popen([*betasweep_command(), *_race_args(killed_folder)], stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, cwd=killed_folder, env=env)
+    try:
+        victim, deadline = None, time.monotonic() + TIMEOUT_S
+        while victim is None and race.poll() is None and time.monotonic() < deadline:
+            running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            victim = next((t.number for t in running if "race_from" in t.user_attrs
+                           and t.user_attrs.get("checkpoint_steps")), None)  # past a checkpoint of its own
+            time.sleep(0.05 if victim is None else 0)
+        assert victim is not None, "the race never trained an extension\n" + log.read_text()[-3000:]
+        race.send_signal(signal.SIGKILL)  # the driver, mid-extension (it trains the round's tasks itself)
+        race.wait(timeout=30)
+    finally:
+        if race.poll() is None:
+            race.kill()
+            race.wait(timeout=30)
+    state = study.user_attrs["race"]
+    assert state["status"] == "running" and study.trials[victim].state == TrialState.RUNNING
+    restart = subprocess.run([*betasweep_command(), *_race_args(killed_folder)], capture_output=True, text=True,
+                             cwd=killed_folder, env=env, timeout=TIMEOUT_S)
+    (killed_folder / "race-2.log").write_text(restart.stderr)
+    assert restart.returncode == 0, restart.stderr[-3000:]
+    assert f"race: resuming after round {state['round']} " in restart.stderr
+    assert f"race round {state['round'] + 1} at " in restart.stderr and f"race round {state['round']} at " not in restart.stderr
+
+    trials = study.get_trials(deepcopy=False)
+    assert trials[victim].state == TrialState.FAIL  # failed as stale by the restarted race, then retried:
+    (retry,) = [t for t in trials if victim in t.system_attrs.get("retry_history", [])]
+    assert retry.state == TrialState.COMPLETE and retry.user_attrs["race_task"] == trials[victim].user_attrs["race_task"]
+    assert retry.user_attrs["resumed"]["0"]["attempt"] == victim and retry.user_attrs["resumed"]["0"]["step"] > 50
+    tasks = [t.user_attrs["race_task"] for t in trials if t.state == TrialState.COMPLETE and "race_task" in t.user_attrs]
+    assert len(tasks) == len(set(tasks)), "a seed trained twice at a rung"
+    images = _images_by_task(trials)
+    assert images and all(n == 800 for n in images.values()), images  # each task 800 images: none twice
+    assert not study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
+
+    # The same spec and seeds, raced by one uninterrupted process.
+    invoke_betasweep(*_race_args(alone_folder), cwd=alone_folder, check=True)
+    alone = optuna.load_study(study_name="restart", storage=f"sqlite:///{alone_folder / 'betasweep.db'}")
+    resumed_state, alone_state = study.user_attrs["race"], alone.user_attrs["race"]
+    assert resumed_state["status"] == alone_state["status"] and resumed_state["outcome"] == alone_state["outcome"]
+    assert _rounds_without_cpu(resumed_state) == _rounds_without_cpu(alone_state)
+    assert resumed_state["verdict"][:-1] == alone_state["verdict"][:-1]  # all but the cost line (CPU seconds)
+    values = lambda s: sorted((t.params["beta"], t.user_attrs["seeds"][0], t.user_attrs.get("race_images", 800),
+                               t.user_attrs["per_seed"][0]["beta_vae"]) for t in s.get_trials(states=(TrialState.COMPLETE,))
+                              if "race_task" in t.user_attrs)
+    assert values(study) == values(alone)

@@ -207,7 +207,9 @@ class _StudyRace:
         state, tracker, parent = self.state, self.tracker, self.parent
         line = round_.line(labels, self.race.margin)
         self.echo(f"race {line}")
-        state.update(race_state)
+        # run_race's state of a resumed race is a copy of the stored one, its "rounds" those stored at the start:
+        # this process's rounds are kept here, not overwritten by that copy.
+        state.update({key: value for key, value in race_state.items() if key not in ("rounds", "verdict")})
         state["rounds"] = [*state.get("rounds", []), line]
         self.study.set_user_attr(RACE_ATTR, state)
         if parent:
