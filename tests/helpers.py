@@ -36,10 +36,12 @@ def invoke_betasweep(*args: str, cwd: str | Path | None = None, env: dict[str, s
     by tests/test_cli.py. Returns what :func:`run_betasweep` does (``returncode``, ``stdout``, ``stderr`` as
     text), so assertions read the same; with ``check``, a non-zero exit fails showing stderr. ``cwd`` is entered
     for the call and left after it; ``env`` overrides variables for the call (click's ``CliRunner.isolation``,
-    which also swaps stdin, stdout and stderr), and every variable the command set is undone after it. An
-    exception that ``main`` does not turn into a message propagates: in a subprocess it would be a traceback.
+    which also swaps stdin, stdout and stderr), and every variable the command set is undone after it, as is the
+    SIGTERM handler ``betasweep worker`` installs. An exception that ``main`` does not turn into a message
+    propagates: in a subprocess it would be a traceback.
     """
     import os
+    import signal
 
     from click.testing import CliRunner
 
@@ -47,6 +49,7 @@ def invoke_betasweep(*args: str, cwd: str | Path | None = None, env: dict[str, s
 
     argv = [str(arg) for arg in args]
     before, environment = os.getcwd(), dict(os.environ)
+    on_sigterm = signal.getsignal(signal.SIGTERM)
     forget_mlflow_stores()
     try:
         with CliRunner().isolation(env=env) as (stdout, stderr, _):
@@ -58,6 +61,7 @@ def invoke_betasweep(*args: str, cwd: str | Path | None = None, env: dict[str, s
         os.chdir(before)
         os.environ.clear()
         os.environ.update(environment)
+        signal.signal(signal.SIGTERM, on_sigterm)
     if check and code != 0:
         raise AssertionError(f"betasweep {' '.join(argv)} exited {code}:\n{err[-3000:]}")
     return subprocess.CompletedProcess(["betasweep", *argv], code, out, err)
