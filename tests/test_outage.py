@@ -1,5 +1,7 @@
 """Outages as tests (issue 22): a real `mlflow server` killed for 60 s while a trial trains, and down while a
-study is created. Real PostgreSQL and MLflow (tests/servers.py), the `betasweep` command in subprocesses.
+study is created. Real PostgreSQL and MLflow (tests/servers.py). The workers that live through an outage are
+`betasweep worker` subprocesses; the commands around them (`study create`, a worker after the outage) run
+in-process (`betasweep.cli.main`, as the console script), each a subprocess's seconds of imports less.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from helpers import betasweep_command, tiny_spec
+from helpers import betasweep_command, invoke_betasweep, tiny_spec
 from servers import MlflowServer
 
 OUTAGE_S = 60
@@ -31,11 +33,6 @@ def _env(**extra) -> dict[str, str]:
     return env
 
 
-def run(*args, env=None, cwd=None, timeout=600) -> subprocess.CompletedProcess:
-    return subprocess.run([*betasweep_command(), *map(str, args)], capture_output=True, text=True,
-                          env=env or _env(), cwd=cwd, timeout=timeout)
-
-
 def kill_server(server: MlflowServer) -> None:
     """SIGKILL the server's whole process group (no graceful shutdown), as a crashed container."""
     process, server.process = server.process, None
@@ -44,10 +41,17 @@ def kill_server(server: MlflowServer) -> None:
     process.wait()
 
 
-def _mlflow(postgres_server, root: Path) -> MlflowServer:
+def in_process(*args, cwd: Path) -> subprocess.CompletedProcess:
+    """``betasweep ARGS`` in this process (:func:`helpers.invoke_betasweep`), without ``BETASWEEP_STORAGE``: for the
+    commands that are not the outage's subject (a subprocess would spend its seconds importing torch and mlflow)."""
+    return invoke_betasweep(*args, cwd=cwd, env={"BETASWEEP_STORAGE": None})
+
+
+def _mlflow(postgres_server, root: Path, *, start: bool = True) -> MlflowServer:
     server = MlflowServer(postgres_server.create_database(f"mlflow_{secrets.token_hex(4)}"), root / "artifacts",
                           log_file=root / "mlflow.log")
-    server.start()
+    if start:
+        server.start()
     return server
 
 
@@ -72,8 +76,8 @@ def test_mlflow_killed_for_60_s_while_a_trial_trains(postgres_server, postgres_u
     server = _mlflow(postgres_server, tmp_path)
     name = f"outage-{secrets.token_hex(3)}"
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump(tiny_spec(dsprites_path, name, n_trials=2, train_samples=3200)))
-    created = run("study", "create", tmp_path / "spec.yaml", "--storage", postgres_url, "--tracking-uri", server.uri,
-                  cwd=tmp_path)
+    created = in_process("study", "create", tmp_path / "spec.yaml", "--storage", postgres_url, "--tracking-uri",
+                         server.uri, cwd=tmp_path)
     assert created.returncode == 0, created.stderr[-2000:]
     log = open(tmp_path / "worker.log", "w")
     worker = subprocess.Popen([*betasweep_command(), "worker", "--study", name, "--storage", postgres_url,
@@ -86,20 +90,14 @@ def test_mlflow_killed_for_60_s_while_a_trial_trains(postgres_server, postgres_u
                       and time.time() - t.datetime_start.timestamp() > 3 for t in study.get_trials(deepcopy=False)):
             assert worker.poll() is None, (tmp_path / "worker.log").read_text()[-3000:]
             assert time.monotonic() < deadline, "no trial started training"
-            time.sleep(0.5)
+            time.sleep(0.2)
         victim = next(t for t in study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING)
         kill_server(server)
         time.sleep(OUTAGE_S)
         assert worker.poll() is None, (tmp_path / "worker.log").read_text()[-3000:]
         server.start()
         assert worker.wait(timeout=600) == 0, (tmp_path / "worker.log").read_text()[-3000:]
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-        log.close()
-        server.stop()
-    server.start()  # to read the runs back
-    try:
+        # the server stays up to read the runs back
         study = optuna.load_study(study_name=name, storage=postgres_url)
         _assert_trials_logged(study, server.uri, 2)
         said = (tmp_path / "worker.log").read_text()
@@ -108,6 +106,9 @@ def test_mlflow_killed_for_60_s_while_a_trial_trains(postgres_server, postgres_u
         retried = [t for t in study.trials if t.user_attrs.get("attempt_of") == victim.number]
         assert study.trials[victim.number].state == TrialState.COMPLETE or retried, said[-3000:]
     finally:
+        if worker.poll() is None:
+            worker.kill()
+        log.close()
         server.stop()
 
 
@@ -117,15 +118,14 @@ def test_study_create_with_mlflow_down_then_up_gives_a_working_study(postgres_se
     from betasweep.sweeps.study import create_study, make_storage
     from betasweep.tracking import Tracker, TrackingUnavailable
 
-    server = _mlflow(postgres_server, tmp_path)
+    server = _mlflow(postgres_server, tmp_path, start=False)  # down from the start: never started on its port yet
     name = f"repair-{secrets.token_hex(3)}"
     spec_path = tmp_path / "spec.yaml"
     spec_path.write_text(yaml.safe_dump(tiny_spec(dsprites_path, name, n_trials=1)))
     command = ("study", "create", spec_path, "--storage", postgres_url, "--tracking-uri", server.uri)
     try:
         # down from the start: one line, nothing written
-        server.stop()
-        down = run(*command, cwd=tmp_path)
+        down = in_process(*command, cwd=tmp_path)
         lines = down.stderr.strip().splitlines()
         assert down.returncode == 2 and len(lines) == 1 and "not reachable" in lines[0], down.stderr[-2000:]
         assert optuna.get_all_study_summaries(postgres_url) == []
@@ -142,13 +142,13 @@ def test_study_create_with_mlflow_down_then_up_gives_a_working_study(postgres_se
 
         # up again: the same command completes the study; --exist-ok then finds it whole
         server.start()
-        repaired = run(*command, cwd=tmp_path)
+        repaired = in_process(*command, cwd=tmp_path)
         assert repaired.returncode == 0, repaired.stderr[-2000:]
         parent = json.loads(repaired.stdout)["mlflow_parent_run_id"]
         assert parent
-        again = run(*command, "--exist-ok", cwd=tmp_path)
+        again = in_process(*command, "--exist-ok", cwd=tmp_path)
         assert again.returncode == 0 and json.loads(again.stdout)["mlflow_parent_run_id"] == parent, again.stderr
-        worked = run("worker", "--study", name, "--storage", postgres_url, "--no-progress", cwd=tmp_path)
+        worked = in_process("worker", "--study", name, "--storage", postgres_url, "--no-progress", cwd=tmp_path)
         assert worked.returncode == 0, worked.stderr[-3000:]
         _assert_trials_logged(optuna.load_study(study_name=name, storage=postgres_url), server.uri, 1)
     finally:
@@ -168,8 +168,8 @@ def test_mlflow_down_past_the_retry_budget_queues_the_trial_which_resumes(postgr
     spec = tiny_spec(dsprites_path, name, n_trials=1, train_samples=3200)
     spec["fixed"] = {**spec["fixed"], "checkpoint_every": 20}
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
-    assert run("study", "create", tmp_path / "spec.yaml", "--storage", postgres_url, "--tracking-uri", server.uri,
-               cwd=tmp_path).returncode == 0
+    assert in_process("study", "create", tmp_path / "spec.yaml", "--storage", postgres_url, "--tracking-uri", server.uri,
+                      cwd=tmp_path).returncode == 0
     worker_args = [*betasweep_command(), "worker", "--study", name, "--storage", postgres_url, "--no-progress",
                    "--checkpoint-dir", str(tmp_path / "checkpoints")]
     first = subprocess.Popen(worker_args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -180,7 +180,7 @@ def test_mlflow_down_past_the_retry_budget_queues_the_trial_which_resumes(postgr
         while not any(t.state == TrialState.RUNNING and (t.user_attrs.get("checkpoint_steps") or {}).get("0")
                       for t in study.get_trials(deepcopy=False)):
             assert first.poll() is None and time.monotonic() < deadline, first.communicate()[1][-3000:]
-            time.sleep(0.5)
+            time.sleep(0.2)
         kill_server(server)
         _, err = first.communicate(timeout=300)
     finally:
@@ -194,7 +194,7 @@ def test_mlflow_down_past_the_retry_budget_queues_the_trial_which_resumes(postgr
 
     server.start()
     try:
-        second = run(*worker_args[len(betasweep_command()):], cwd=tmp_path)
+        second = in_process(*worker_args[len(betasweep_command()):], cwd=tmp_path)
         assert second.returncode == 0, second.stderr[-3000:]
         study = optuna.load_study(study_name=name, storage=postgres_url)
         retry = study.trials[1]
