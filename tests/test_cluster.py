@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy.engine
 import yaml
-from helpers import betasweep_command, tiny_spec
+from helpers import betasweep_command, invoke_betasweep, tiny_spec
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 from test_distributed import Study, _env, child_runs, make_study, wait_for  # noqa: F401  (make_study: a fixture)
@@ -32,6 +32,12 @@ HEARTBEAT = ("--heartbeat-interval", "1", "--grace-period", "8")
 def submit(*args: str, cwd: Path, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run([*betasweep_command(), "submit", *args], capture_output=True, text=True, cwd=cwd,
                           env=env or _env(), timeout=timeout)
+
+
+def submit_in_process(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    """``betasweep submit ARGS`` in this process (betasweep.cli.main; ``env`` overrides variables for the call): for
+    dry runs and bad input, where a subprocess would spend its seconds importing; the console script submits below."""
+    return invoke_betasweep("submit", *args, cwd=cwd, env=env)
 
 
 def assert_exactly_n_complete_with_finished_runs(study, n: int) -> list:
@@ -62,10 +68,10 @@ def final_retry(trials, number: int):
 
 
 def test_dry_run_shows_the_array_resources_and_worker_command_and_submits_nothing(tmp_path):
-    proc = submit("--study", "s1", "--storage", "postgresql+psycopg://me:s3cret@db.example:5432/optuna",
-                  "--workers", "3", "--cluster", "slurm", "--time", "45", "--cpus-per-worker", "4",
-                  "--gpus-per-worker", "1", "--mem", "16", "--max-parallel", "2", "--slurm-arg", "account=lab",
-                  "--max-complete-trials", "12", "--dry-run", cwd=tmp_path, env={**_env(), "PATH": "/usr/bin:/bin"})
+    proc = submit_in_process("--study", "s1", "--storage", "postgresql+psycopg://me:s3cret@db.example:5432/optuna",
+                             "--workers", "3", "--cluster", "slurm", "--time", "45", "--cpus-per-worker", "4",
+                             "--gpus-per-worker", "1", "--mem", "16", "--max-parallel", "2", "--slurm-arg", "account=lab",
+                             "--max-complete-trials", "12", "--dry-run", cwd=tmp_path, env={"PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0, proc.stderr
     script = proc.stdout
     for line in ("#SBATCH --array=0-2%2", "#SBATCH --time=45", "#SBATCH --cpus-per-task=4",
@@ -81,9 +87,10 @@ def test_dry_run_shows_the_array_resources_and_worker_command_and_submits_nothin
 
 
 def test_workers_per_gpu_asks_one_gpu_and_k_cpus_per_task_and_passes_the_checkpoint_dir(tmp_path):
-    proc = submit("--study", "s1", "--storage", "postgresql+psycopg://me:pw@db.example:5432/optuna", "--workers", "2",
-                  "--cluster", "slurm", "--workers-per-gpu", "4", "--cpus-per-worker", "2",
-                  "--checkpoint-dir", str(tmp_path / "ck"), "--dry-run", cwd=tmp_path, env={**_env(), "PATH": "/usr/bin:/bin"})
+    proc = submit_in_process("--study", "s1", "--storage", "postgresql+psycopg://me:pw@db.example:5432/optuna",
+                             "--workers", "2", "--cluster", "slurm", "--workers-per-gpu", "4", "--cpus-per-worker", "2",
+                             "--checkpoint-dir", str(tmp_path / "ck"), "--dry-run", cwd=tmp_path,
+                             env={"PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     for line in ("#SBATCH --array=0-1%2", "#SBATCH --cpus-per-task=8", "#SBATCH --gpus-per-node=1",
@@ -92,8 +99,8 @@ def test_workers_per_gpu_asks_one_gpu_and_k_cpus_per_task_and_passes_the_checkpo
     worker_line = next(line for line in lines if "betasweep worker" in line)
     assert "4 worker processes sharing its GPU" in worker_line and f"--checkpoint-dir {tmp_path / 'ck'}" in worker_line
     assert "2 worker(s) x 4 per GPU" in proc.stderr
-    bad = submit("--study", "s1", "--storage", "grpc://127.0.0.1:9", "--workers", "1", "--workers-per-gpu", "2",
-                 "--gpus-per-worker", "2", "--cluster", "local", cwd=tmp_path)
+    bad = submit_in_process("--study", "s1", "--storage", "grpc://127.0.0.1:9", "--workers", "1", "--workers-per-gpu",
+                            "2", "--gpus-per-worker", "2", "--cluster", "local", cwd=tmp_path)
     assert bad.returncode == 2 and "--workers-per-gpu shares one GPU per task" in bad.stderr, bad.stderr
 
 

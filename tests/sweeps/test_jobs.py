@@ -47,13 +47,19 @@ def test_journal_heartbeats_fail_a_silent_trial_and_queue_its_retry(tmp_path):
     assert [t.system_attrs["failed_trial"] for t in retries] == [silent.number]
 
 
-def _sweep(directory, spec, *args):
+def _sweep(directory, spec, *args, in_process: bool = False):
+    """``betasweep sweep spec.yaml ARGS`` in ``directory``: the console script, or ``betasweep.cli.main`` in this
+    process (whose torch runs one thread, as the subprocess's and the workers')."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "spec.yaml").write_text(yaml.safe_dump(spec))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # --jobs 1 at one thread too: the same arithmetic as the workers
-    env.pop("BETASWEEP_STORAGE", None)
-    proc = subprocess.run([*helpers.betasweep_command(), "sweep", "spec.yaml", "--no-progress", *args], cwd=directory,
-                          env=env, capture_output=True, text=True, timeout=900)
+    if in_process:
+        proc = helpers.invoke_betasweep("sweep", "spec.yaml", "--no-progress", *args, cwd=directory,
+                                        env={"BETASWEEP_STORAGE": None})
+    else:
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}  # --jobs 1 at one thread too: the same arithmetic as the workers
+        env.pop("BETASWEEP_STORAGE", None)
+        proc = subprocess.run([*helpers.betasweep_command(), "sweep", "spec.yaml", "--no-progress", *args],
+                              cwd=directory, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
 
@@ -63,7 +69,7 @@ def test_jobs_2_gives_the_trials_of_jobs_1(dsprites_path, tmp_path):
     by β with 1 and with 2 processes; both processes train."""
     spec = helpers.tiny_spec(dsprites_path, study="jobs", n_trials=4, search_space={"beta": [0.5, 1.0, 2.0, 8.0]},
                              sampler={"name": "grid", "seed": 0})
-    _sweep(tmp_path / "one", spec, "--jobs", "1")
+    _sweep(tmp_path / "one", spec, "--jobs", "1", in_process=True)
     proc = _sweep(tmp_path / "two", spec, "--jobs", "2")
     assert "--jobs 2: 1 worker process(es) of one thread" in proc.stderr
     assert not (tmp_path / "two" / "betasweep.db").exists()  # the default storage became the journal
@@ -79,12 +85,13 @@ def test_jobs_2_gives_the_trials_of_jobs_1(dsprites_path, tmp_path):
     workers = {t.user_attrs["worker"] for t in two.get_trials()}
     assert len(workers) == 2  # both processes trained
     # the report finds the journal with the default --storage (no betasweep.db here)
-    helpers.run_betasweep("report", "--study", "jobs", "--gallery", "0", "--no-register", cwd=tmp_path / "two")
+    helpers.invoke_betasweep("report", "--study", "jobs", "--gallery", "0", "--no-register", cwd=tmp_path / "two",
+                             check=True)
 
 
 def test_bad_jobs_is_one_line_exit_2_and_writes_nothing(tmp_path):
     for command, value in ((("sweep",), "0"), (("race", "--study", "s"), "-1")):
-        proc = helpers.run_betasweep(*command, f"--jobs={value}", cwd=tmp_path, check=False)
+        proc = helpers.invoke_betasweep(*command, f"--jobs={value}", cwd=tmp_path)  # bad input: in-process
         assert proc.returncode == 2
         assert proc.stderr.strip().splitlines() == [
             f"betasweep: error: --jobs {value}: expected a number of processes >= 1 or auto"]

@@ -15,7 +15,7 @@ from betasweep.errors import ConfigError
 from betasweep.models.methods import METHOD_PARAMS
 from betasweep.sweeps.objective import Objective
 from betasweep.sweeps.spec import build_configs, load_spec, parse_spec
-from helpers import invoke_betasweep, run_betasweep, tiny_spec
+from helpers import invoke_betasweep, tiny_spec
 
 GRID = {"beta_vae": {"beta": [1, 4]}, "annealed_vae": {"c_max": [5, 25], "iteration_threshold": [20]},
         "factor_vae": {"gamma": [10, 30]}, "dip_vae_i": {"lambda_od": [1, 5]}, "dip_vae_ii": {"lambda_od": [1, 5]},
@@ -96,13 +96,14 @@ def test_six_trials_run_one_configuration_of_each_method_and_the_report_groups_t
     spec["metric"] = {"seed": 0, "objective": "mig", "panel": ["mig"],
                       "full": {"num_train": 200, "num_eval": 100, "batch_size": 16, "num_stat_samples": 128}}
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
-    run_betasweep("sweep", "spec.yaml", "--n-trials", "6", "--no-progress", cwd=tmp_path, timeout=1400)
+    invoke_betasweep("sweep", "spec.yaml", "--n-trials", "6", "--no-progress", cwd=tmp_path, check=True)
     study = optuna.load_study(study_name="methods", storage=f"sqlite:///{tmp_path / 'betasweep.db'}")
     trials = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert sorted(t.params["model"] for t in trials) == sorted(GRID)
     middle = {t.params["model"]: t.params for t in trials}
     assert middle["factor_vae"]["tc_gamma"] == 10 and middle["beta_tcvae"]["tc_beta"] == 1  # first of two: the middle
-    proc = run_betasweep("report", "--study", "methods", "--gallery", "0", "--no-register", "--out", "report.html", cwd=tmp_path)
+    proc = invoke_betasweep("report", "--study", "methods", "--gallery", "0", "--no-register", "--out", "report.html",
+                            cwd=tmp_path, check=True)
     page = (tmp_path / "report.html").read_text()
     assert "Methods: each one" in page and all(method in page for method in GRID)
     verdict = page[page.index("Verdict"):page.index("</div>")]
@@ -117,7 +118,7 @@ def test_model_centrality_is_a_label_free_objective_across_a_trials_seeds(dsprit
     spec["metric"] = {"seed": 0, "objective": "model_centrality", "panel": ["mig"],
                       "full": {"num_train": 100, "num_eval": 50, "batch_size": 16, "num_stat_samples": 128}}
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
-    run_betasweep("sweep", "spec.yaml", "--no-progress", cwd=tmp_path)
+    invoke_betasweep("sweep", "spec.yaml", "--no-progress", cwd=tmp_path, check=True)
     study = optuna.load_study(study_name="centrality", storage=f"sqlite:///{tmp_path / 'betasweep.db'}")
     trial = study.trials[0]
     per_model = [seed["model_centrality"] for seed in trial.user_attrs["per_seed"]]
@@ -134,8 +135,11 @@ def test_evaluate_and_traverse_take_a_method_checkpoint(method, dsprites, dsprit
     train(dsprites, ModelConfig(model=method, latent_dim=4, width=8, hidden_dim=32),
           TrainConfig(batch_size=16, train_samples=64, device="cpu"), checkpoint_path=path,
           extra={"dataset": "dsprites", "data_path": str(dsprites_path)})
-    scores = json.loads(run_betasweep("evaluate", str(path), "--data-from-checkpoint", "--num-train", "100",
-                                      "--num-eval", "50", "--panel", "mig,modularity,irs,unsupervised").stdout)
+    # the commands in this process (betasweep.cli.main; tests/test_cli.py runs the console script of each)
+    scores = json.loads(invoke_betasweep("evaluate", str(path), "--data-from-checkpoint", "--num-train", "100",
+                                         "--num-eval", "50", "--panel", "mig,modularity,irs,unsupervised",
+                                         check=True).stdout)
     assert {"mig", "modularity", "explicitness", "irs", "mutual_info_score"} <= set(scores)
-    figures = json.loads(run_betasweep("traverse", str(path), "--data-from-checkpoint", "--out", str(tmp_path / "fig")).stdout)
+    figures = json.loads(invoke_betasweep("traverse", str(path), "--data-from-checkpoint", "--out", str(tmp_path / "fig"),
+                                          check=True).stdout)
     assert os.path.isfile(figures["traversal"]) and len(figures["kl_per_dim"]) == 4
