@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import betasweep_command, run_betasweep, tiny_spec
+from helpers import betasweep_command, invoke_betasweep, tiny_spec
 from servers import MlflowServer
 
 STUDY = "ui"
@@ -57,7 +57,9 @@ def swept(dsprites_path, tmp_path_factory):
                          capture_output=True, cwd=directory, timeout=600)  # bytes: keep the bar's "\r"
     output = tty.stdout.decode(errors="replace")
     assert tty.returncode == 0, output[-3000:]
-    report = run_betasweep("report", "--study", STUDY, "--no-register", "--out", "report.html", cwd=directory)
+    # the report in this process (betasweep.cli.main, as the console script): a subprocess was seconds of imports
+    report = invoke_betasweep("report", "--study", STUDY, "--no-register", "--out", "report.html", cwd=directory,
+                              check=True)
     return {"dir": directory, "log": (directory / "log").read_text(), "tty": output, "report": report}
 
 
