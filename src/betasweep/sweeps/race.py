@@ -30,12 +30,13 @@ from betasweep.sweeps.objective import Objective
 from betasweep.sweeps.race_rules import (MIN_TEST_SEEDS, WORDS, ConfigRungs, Decision, RaceResult, RaceRound, check_race,
                                          decide, next_step, run_race, rungs_of)
 from betasweep.sweeps.records import (ALIVE_ATTR, CPU_S, GPU_S, IMAGES_TRAINED, MLFLOW_RUN_ID, RACE_ATTR, RACE_FROM,
-                                      RACE_IMAGES, RACE_ROUND, RACE_SEEDS, RACE_TASK, STUDY_PARENT_RUN,
+                                      RACE_IMAGES, RACE_ROUND, RACE_SEEDS, RACE_TASK, RESUMED, STUDY_PARENT_RUN,
                                       group_by_configuration, per_seed, race_alive, rung_of, seeds_of)
 from betasweep.sweeps.results import config_label, panel_value_keys
 from betasweep.sweeps.spec import RaceConfig, SweepSpec
 from betasweep.sweeps.storage import heartbeat_interval
 from betasweep.sweeps.worker import requeue_interrupted, run_one, start_gate
+from betasweep.training import TrainConfig
 
 __all__ = ["ConfigRungs", "Decision", "RaceRound", "RaceResult", "run_race", "race_study", "check_race", "rungs_of",
            "decide", "next_step", "RACE_ATTR", "ALIVE_ATTR", "race_alive", "MIN_TEST_SEEDS", "WORDS"]
@@ -191,7 +192,7 @@ class _StudyRace:
             config = ConfigRungs(config_label(params, [min(t.number for t in trials)]), beta=None if beta is None else float(beta))
             for t in trials:
                 seeds, rung, metrics_of = seeds_of(t, spec.seed), rung_of(t, self.first), per_seed(t, spec.objective)
-                config.images += int(t.user_attrs.get(IMAGES_TRAINED, len(seeds) * rung))
+                config.images += _images_trained(t, spec, self.rungs, rung, len(seeds))
                 config.cpu_s += float(t.user_attrs.get(CPU_S, sum(float(m.get("wall_time_s", 0)) for m in metrics_of)))
                 config.gpu_s += float(t.user_attrs.get(GPU_S, 0.0))
                 for seed, metrics in zip(seeds, metrics_of):
@@ -330,6 +331,26 @@ def _check_checkpoints(study: optuna.Study, spec: SweepSpec, tracker, checkpoint
         raise ConfigError(f"--max-images: extending needs each seed's checkpoint, and trial{'s' if len(missing) > 1 else ''} "
                           f"{', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''} kept none (no run artifact "
                           "[seed-i/]checkpoint/checkpoint.pt, none under --checkpoint-dir); race without --max-images")
+
+
+def _images_trained(t: optuna.trial.FrozenTrial, spec: SweepSpec, rungs: tuple[int, ...], rung: int, seeds: int) -> int:
+    """Images trial ``t`` and the attempts it took over trained for its seeds: its own ``images_trained``, plus what
+    each earlier attempt (killed, then retried from its checkpoint) trained up to the step the seed resumed from
+    (``resumed``: its whole seed where it finished it), from the seed's start (a race extension's lower rung, else
+    0). So a race killed and started again counts the images an uninterrupted one does; the steps a killed attempt
+    trained after its last checkpoint (trained again by the retry) are lost and not counted, nor its CPU seconds.
+    Units: images seen (optimiser steps × ``batch_size``)."""
+    own = t.user_attrs.get(IMAGES_TRAINED)
+    if own is None:  # a trial from before the cost was recorded: every seed trained to its rung here
+        return seeds * rung
+    start = rungs[rungs.index(rung) - 1] if RACE_FROM in t.user_attrs and rung in rungs[1:] else 0
+    batch = int({**spec.fixed, **t.params}.get("batch_size", TrainConfig.batch_size))
+    earlier = 0
+    for how in (t.user_attrs.get(RESUMED) or {}).values():
+        if isinstance(how, dict) and how.get("attempt") is not None:
+            reached = rung if how.get("finished") else min(rung, int(how.get("step") or 0) * batch)
+            earlier += max(0, reached - start)
+    return int(own) + earlier
 
 
 def _metric_key(label: str) -> str:
