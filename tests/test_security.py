@@ -1,8 +1,10 @@
 """Attacks as tests (issue 22): code smuggled in data files and checkpoints, strangers at the storage proxy,
 passwords where other users read them (``ps``, logs, MLflow, the HTML report).
 
-Real components throughout: the ``betasweep`` command in subprocesses, Optuna's gRPC proxy, PostgreSQL with a
-password and an ``mlflow server`` (tests/servers.py). A crafted file's payload creates a marker file when it
+Real components throughout: the ``betasweep`` command, Optuna's gRPC proxy, PostgreSQL with a password and an
+``mlflow server`` (tests/servers.py). The proxy and the password test's commands run as subprocesses (what ``ps``
+and the logs show is the point there); the commands that refuse crafted files or strangers run in-process
+(``betasweep.cli.main``, as the console script), each a subprocess's seconds of imports less. A crafted file's payload creates a marker file when it
 is unpickled; each test first shows that the payload works (``np.load(allow_pickle=True)`` runs it: the control),
 then that betasweep never runs it.
 """
@@ -21,7 +23,7 @@ import numpy as np
 import pytest
 import yaml
 
-from helpers import betasweep_command
+from helpers import betasweep_command, invoke_betasweep
 
 sys.path.insert(0, str(Path(__file__).parent / "data"))
 from synthetic import write_dsprites  # noqa: E402
@@ -59,6 +61,15 @@ def run(*args, env=None, cwd=None, timeout=600, check=False) -> subprocess.Compl
     return proc
 
 
+def local(*args, cwd=None, check=False, **env) -> subprocess.CompletedProcess:
+    """``betasweep ARGS`` in this process (:func:`helpers.invoke_betasweep`), without ``BETASWEEP_STORAGE``, with the
+    variables ``env`` for the call; what :func:`run` returns."""
+    proc = invoke_betasweep(*map(str, args), cwd=cwd, env={"BETASWEEP_STORAGE": None, **env})
+    if check and proc.returncode != 0:
+        raise AssertionError(f"betasweep {' '.join(map(str, args))} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
+    return proc
+
+
 def one_line_exit_2(proc: subprocess.CompletedProcess, *needles: str) -> None:
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("betasweep: error: "), proc.stderr[-2000:]
@@ -89,14 +100,12 @@ def test_the_payload_is_live_when_unpickled(tmp_path):
 def test_crafted_npz_runs_nothing_through_data_check_train_and_a_worker(tmp_path):
     marker = tmp_path / "marker"
     crafted = crafted_dsprites(tmp_path, marker)
-    env = _env()
 
-    checked = run("data", "check", "--dataset", "dsprites", crafted, env=env, check=True)
+    checked = local("data", "check", "--dataset", "dsprites", crafted, check=True)
     assert json.loads(checked.stdout)["factors"] == {"shape": 3, "scale": 2, "orientation": 2, "posX": 2, "posY": 2}
     assert not marker.exists()
 
-    run("train", "--dataset", "dsprites", "--data-path", crafted, *TINY_TRAIN, "--out", tmp_path / "run", env=env,
-        check=True)
+    local("train", "--dataset", "dsprites", "--data-path", crafted, *TINY_TRAIN, "--out", tmp_path / "run", check=True)
     assert not marker.exists()
 
     spec = {"study": "crafted", "dataset": {"name": "dsprites", "path": str(crafted)}, "search_space": {"beta": [1.0]},
@@ -106,18 +115,18 @@ def test_crafted_npz_runs_nothing_through_data_check_train_and_a_worker(tmp_path
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    run("study", "create", tmp_path / "spec.yaml", "--storage", storage, "--tracking-uri", tracking, env=env,
-        cwd=tmp_path, check=True)
-    worked = run("worker", "--study", "crafted", "--storage", storage, "--n-trials", "1", "--no-progress", env=env,
-                 cwd=tmp_path, check=True)
+    local("study", "create", tmp_path / "spec.yaml", "--storage", storage, "--tracking-uri", tracking, cwd=tmp_path,
+          check=True)
+    worked = local("worker", "--study", "crafted", "--storage", storage, "--n-trials", "1", "--no-progress",
+                   cwd=tmp_path, check=True)
     assert "trial 0: beta_vae" in worked.stderr, worked.stderr[-2000:]
     assert not marker.exists()
 
     # the checkpoint records the crafted path: it is read only when the user says so
-    refused = run("evaluate", tmp_path / "run" / "checkpoint.pt", env=env)
+    refused = local("evaluate", tmp_path / "run" / "checkpoint.pt")
     one_line_exit_2(refused, "--data-path", "--data-from-checkpoint", str(crafted))
-    run("evaluate", tmp_path / "run" / "checkpoint.pt", "--data-from-checkpoint", "--num-train", "20", "--num-eval",
-        "10", "--metric-batch-size", "8", "--num-stat-samples", "32", env=env, check=True)
+    local("evaluate", tmp_path / "run" / "checkpoint.pt", "--data-from-checkpoint", "--num-train", "20", "--num-eval",
+          "10", "--metric-batch-size", "8", "--num-stat-samples", "32", check=True)
     assert not marker.exists()
 
 
@@ -128,7 +137,7 @@ def test_npz_with_pickled_images_is_refused_in_one_line(tmp_path):
         classes = npz["latents_classes"]
     evil = tmp_path / "evil-imgs.npz"
     np.savez(evil, imgs=np.array([Payload(marker)] * len(classes), dtype=object), latents_classes=classes)
-    one_line_exit_2(run("data", "check", "--dataset", "dsprites", evil, env=_env()), str(evil), "object dtype")
+    one_line_exit_2(local("data", "check", "--dataset", "dsprites", evil), str(evil), "object dtype")
     assert not marker.exists()
 
 
@@ -138,7 +147,7 @@ def test_crafted_checkpoint_is_refused_in_one_line_without_advice(tmp_path):
     marker = tmp_path / "marker"
     evil = tmp_path / "evil.pt"
     torch.save({"format": 1, "model_config": {}, "x": Payload(marker)}, evil)
-    proc = run("evaluate", evil, env=_env())
+    proc = local("evaluate", evil)
     one_line_exit_2(proc, str(evil), "refused")
     assert "weights_only=False" not in proc.stderr and "trusted source" not in proc.stderr
     assert not marker.exists()
@@ -181,14 +190,14 @@ def test_proxy_without_the_token_answers_unauthenticated(tmp_path):
             stub = api_pb2_grpc.StorageServiceStub(channel)
             stub.GetAllStudies(api_pb2.GetAllStudiesRequest(), metadata=(("authorization", f"Bearer {token}"),), timeout=10)
         # a worker without the token: one line saying what to set
-        one_line_exit_2(run("worker", "--study", "x", "--storage", url, "--n-trials", "1", env=_env()),
+        one_line_exit_2(local("worker", "--study", "x", "--storage", url, "--n-trials", "1"),
                         "refuses this client", "BETASWEEP_PROXY_TOKEN")
         # the token read from a file works, and appears in no process's argv
         token_file = tmp_path / "token"
         token_file.write_text(token + "\n")
         token_file.chmod(0o600)
-        listed = run("worker", "--study", "x", "--storage", url, "--n-trials", "1",
-                     env=_env(BETASWEEP_PROXY_TOKEN_FILE=str(token_file)))
+        listed = local("worker", "--study", "x", "--storage", url, "--n-trials", "1",
+                       BETASWEEP_PROXY_TOKEN_FILE=str(token_file))
         one_line_exit_2(listed, "no such study")
         assert token not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     finally:
@@ -204,8 +213,7 @@ def _studies(storage: str):
 
 
 def test_proxy_refuses_to_listen_beyond_loopback_without_a_token(tmp_path):
-    proc = run("storage-proxy", "--storage", f"sqlite:///{tmp_path / 's.db'}", "--host", "0.0.0.0", "--port", "0",
-               env=_env(), timeout=60)
+    proc = local("storage-proxy", "--storage", f"sqlite:///{tmp_path / 's.db'}", "--host", "0.0.0.0", "--port", "0")
     one_line_exit_2(proc, "BETASWEEP_PROXY_TOKEN")
 
 
@@ -236,8 +244,8 @@ def test_proxy_over_tls_with_a_token(tmp_path):
             os.environ.pop("BETASWEEP_PROXY_TOKEN")
             os.environ.pop("BETASWEEP_PROXY_CA")
         # plaintext to a TLS port gets nowhere
-        one_line_exit_2(run("worker", "--study", "over-tls", "--storage", url, "--n-trials", "1",
-                            env=_env(BETASWEEP_PROXY_TOKEN=token)), "--storage")
+        one_line_exit_2(local("worker", "--study", "over-tls", "--storage", url, "--n-trials", "1",
+                              BETASWEEP_PROXY_TOKEN=token), "--storage")
     finally:
         process.terminate()
         process.wait(timeout=30)
