@@ -18,7 +18,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from helpers import betasweep_command, tiny_spec
+from helpers import betasweep_command, invoke_betasweep, tiny_spec
 import yaml
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
@@ -102,13 +102,12 @@ def make_study(postgres_url, mlflow_server, dsprites_path, tmp_path):
     def make(n_trials: int, *, cli: bool = False) -> Study:
         name = f"dist-{secrets.token_hex(4)}"
         raw = tiny_spec(dsprites_path, name, n_trials)
-        if cli:  # the real command, twice: the second finds the study and succeeds (--exist-ok)
+        if cli:  # the command (in this process: betasweep.cli.main), twice: the second finds the study (--exist-ok)
             spec_path = tmp_path / "spec.yaml"
             spec_path.write_text(yaml.safe_dump(raw))
-            command = [*betasweep_command(), "study", "create", str(spec_path), "--storage", postgres_url,
-                       "--tracking-uri", mlflow_server, "--exist-ok"]
             for _ in range(2):
-                proc = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, env=_env(), timeout=300)
+                proc = invoke_betasweep("study", "create", spec_path, "--storage", postgres_url, "--tracking-uri",
+                                        mlflow_server, "--exist-ok", cwd=tmp_path)
                 assert proc.returncode == 0, proc.stderr[-3000:]
         else:  # the same function in this process (saves an interpreter start)
             from betasweep.sweeps.spec import parse_spec
@@ -313,9 +312,8 @@ def test_sqlite_with_several_workers_warns_and_names_postgresql(dsprites_path, t
     assert warn_if_shared_sqlite(url, study, worker=True, echo=messages.append)
     assert len(messages) == 1 and "PostgreSQL" in messages[0] and "postgresql+psycopg://" in messages[0]
     assert not warn_if_shared_sqlite("postgresql+psycopg://u:p@h/db", study, worker=True, echo=messages.append)
-    # The real command prints it too (and then runs its one trial).
-    proc = subprocess.run([*betasweep_command(), "worker", "--study", "lonely", "--storage", url, "--no-progress"],
-                          capture_output=True, text=True, cwd=tmp_path, env=_env(), timeout=300)
+    # The command prints it too (and then runs its one trial); in this process, betasweep.cli.main.
+    proc = invoke_betasweep("worker", "--study", "lonely", "--storage", url, "--no-progress", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "warning: SQLite storage is for one process; for several workers use PostgreSQL" in proc.stderr
 
