@@ -25,40 +25,51 @@ DSPRITES_PATH = SHARED_DATA / "dsprites" / "dsprites_downsampled.npz"
 CELEBA_SAMPLE = SHARED_DATA / "celeba-sample"
 
 
-# Seconds per test file: the `--durations` of a full run (the clean-clone run of 2026-12-06, 53 min on a loaded
-# machine) summed per file, less what issue 24's test changes took out (subprocesses moved in-process, smaller
-# metric settings); only the relative sizes matter. Files are handed to the xdist workers longest first
-# (`--no-loadscope-reorder` in pyproject.toml keeps this order; xdist's default orders files by their number of
-# tests), so a run does not end with one long file alone on one core. A file not listed counts as cheap and runs
-# after these, in the collected order. Re-measure with `pytest --durations=0`, re-sum, when files change much.
+# Seconds per test file on 2 quiet cores (`-n 2`): the `--durations` of the lead's clean-clone run of 2026-12-06
+# (16 min 54 s without the compose tests) summed per file, less what issue 24's later test changes took out
+# (commands in-process instead of subprocesses, test mlflow servers without MLflow's job runner, the Holm check
+# without statsmodels' gc.collect()), estimated per change; files written since (test_race_restart's real race,
+# test_race_slurm) estimated from what they run. Only the relative sizes matter. Files are handed to the xdist
+# workers longest first (`--no-loadscope-reorder` in pyproject.toml keeps this order; xdist's default orders files by
+# their number of tests), so a run does not end with one long file alone on one core. A file not listed counts as
+# cheap and runs after these, in the collected order. Re-measure with `pytest --durations=0`, re-sum, when files
+# change much.
 FILE_COSTS = {
-    "tests/sweeps/test_sweep.py": 390,
-    "tests/test_security.py": 360,
-    "tests/test_outage.py": 345,
-    "tests/test_compose_stack.py": 330,
-    "tests/sweeps/test_methods_sweep.py": 330,
-    "tests/metrics/test_beta_vae.py": 300,  # trains the session's `trained_small`
-    "tests/sweeps/test_seeds.py": 300,
-    "tests/test_ui.py": 185,
-    "tests/test_distributed.py": 175,
-    "tests/test_families_cli.py": 150,
-    "tests/test_cli.py": 150,
-    "tests/test_race_distributed.py": 140,
-    "tests/test_cluster.py": 125,
-    "tests/sweeps/test_race_sweep.py": 100,
-    "tests/training/test_loop.py": 100,
-    "tests/test_celeba_cli.py": 90,
-    "tests/models/test_methods.py": 85,
-    "tests/sweeps/test_verdict.py": 65,
-    "tests/sweeps/test_jobs.py": 63,
-    "tests/training/test_resume_and_speed.py": 55,
-    "tests/sweeps/test_race.py": 55,
-    "tests/test_resume.py": 50,
-    "tests/sweeps/test_race_extend.py": 31,
-    "tests/test_storage_proxy.py": 30,
-    "tests/metrics/test_panel.py": 26,
+    "tests/test_outage.py": 300,  # a 60-s outage and two more: mostly waiting, so first, beside CPU-bound files
+    "tests/test_compose_stack.py": 330,  # its own marker; the 15-minute figure leaves it out
+    "tests/test_race_slurm.py": 150,
+    "tests/test_distributed.py": 135,
+    "tests/test_cluster.py": 120,
+    "tests/test_race_distributed.py": 115,
+    "tests/test_security.py": 100,
+    "tests/sweeps/test_race_restart.py": 90,
+    "tests/test_ui.py": 80,
+    "tests/test_resume.py": 70,
+    "tests/metrics/test_beta_vae.py": 65,  # trains the session's `trained_small`
+    "tests/sweeps/test_sweep.py": 60,
+    "tests/sweeps/test_methods_sweep.py": 55,
+    "tests/sweeps/test_jobs.py": 55,
+    "tests/test_storage_proxy.py": 50,
+    "tests/models/test_methods.py": 47,
+    "tests/test_api.py": 45,
+    "tests/sweeps/test_race_sweep.py": 43,
+    "tests/test_cli.py": 39,
+    "tests/sweeps/test_race_extend.py": 32,
+    "tests/metrics/test_panel.py": 28,
+    "tests/test_families_cli.py": 22,
+    "tests/sweeps/test_race.py": 19,
+    "tests/test_docs.py": 17,
     "tests/training/test_cvae_shapes.py": 15,
-    "tests/test_bad_input.py": 10,
+    "tests/training/test_resume_and_speed.py": 15,
+    "tests/sweeps/test_seeds.py": 13,
+    "tests/training/test_family_checkpoints.py": 12,
+    "tests/test_celeba_cli.py": 10,
+    "tests/test_selectors.py": 9,
+    "tests/test_benchmarks.py": 9,
+    "tests/training/test_loop.py": 9,
+    "tests/test_scoring.py": 7,
+    "tests/test_bad_input.py": 5,
+    "tests/sweeps/test_verdict.py": 3,
     # Users of the `trained_small` checkpoint that test_beta_vae.py trains: late, so they find it trained
     # instead of holding a core while they wait on its lock.
     "tests/metrics/test_udr.py": 1,
