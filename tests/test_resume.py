@@ -21,7 +21,7 @@ import numpy as np
 import optuna
 import pytest
 import torch
-from helpers import betasweep_command, tiny_spec
+from helpers import betasweep_command, invoke_betasweep, tiny_spec
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
@@ -99,10 +99,13 @@ def kill_mid_second_seed_and_retry(dsprites_path, tmp_path, storage: str, tracki
             first.kill()
     seen = killed.user_attrs["checkpoint_steps"]["1"]
     assert seen < STEPS, "the second seed had finished before the kill: nothing left to resume"
-    second = _worker(name, storage, tracking_uri, tmp_path, tmp_path / "worker-1.log", *options)
-    assert second.wait(timeout=240) == 0, (tmp_path / "worker-1.log").read_text()[-4000:]
+    # The second worker in this process (betasweep.cli.main, as the console script; one torch thread, as the
+    # first): the killed one had to be a process of its own, this one saves an interpreter's imports.
+    second = invoke_betasweep("worker", "--study", name, "--storage", storage, "--tracking-uri", tracking_uri,
+                              "--no-progress", *HEARTBEAT, *options, cwd=tmp_path)
+    assert second.returncode == 0, second.stderr[-4000:]
     killed_trial, retry = study.get_trials(deepcopy=False)
-    return spec, killed_trial, retry, seen, (tmp_path / "worker-1.log").read_text()
+    return spec, killed_trial, retry, seen, second.stderr
 
 
 def assert_resumed(spec, killed, retry, seen: int, log: str, dsprites, final_weights) -> None:
