@@ -158,7 +158,7 @@ def test_study_create_with_mlflow_down_then_up_gives_a_working_study(postgres_se
 @pytest.mark.slow
 def test_mlflow_down_past_the_retry_budget_queues_the_trial_which_resumes(postgres_server, postgres_url,
                                                                            dsprites_path, tmp_path):
-    """The server stays down longer than BETASWEEP_MLFLOW_RETRY_S (5 s here): the trial ends FAIL and is queued
+    """The server stays down longer than BETASWEEP_MLFLOW_RETRY_S (2 s here): the trial ends FAIL and is queued
     again, the worker exits with one line; with the server back, a worker runs the retry, which resumes from the
     failed attempt's checkpoint (a shared --checkpoint-dir) and ends the failed attempt's run left RUNNING."""
     from mlflow.tracking import MlflowClient
@@ -173,7 +173,7 @@ def test_mlflow_down_past_the_retry_budget_queues_the_trial_which_resumes(postgr
     worker_args = [*betasweep_command(), "worker", "--study", name, "--storage", postgres_url, "--no-progress",
                    "--checkpoint-dir", str(tmp_path / "checkpoints")]
     first = subprocess.Popen(worker_args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             env=_env(BETASWEEP_MLFLOW_RETRY_S="5"), cwd=tmp_path)
+                             env=_env(BETASWEEP_MLFLOW_RETRY_S="2"), cwd=tmp_path)
     try:
         study = optuna.load_study(study_name=name, storage=postgres_url)
         deadline = time.monotonic() + 300
