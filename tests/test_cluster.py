@@ -4,7 +4,8 @@ The Slurm test submits two workers of a 4-trial study as a job array and requeue
 middle of a trial (`scontrol requeue`, as an admin or preemption does): the trial must end FAIL
 with its reason, its params run again, the task come back, and the study end with exactly 4
 COMPLETE trials. `--cluster local` runs the same workers as processes; `--dry-run` and bad input
-need no Slurm at all.
+need no Slurm at all. `submit` itself runs in this process (betasweep.cli.main, as the console script, whose own
+run is tests/test_security.py's); the workers it starts are processes, on Slurm or here.
 """
 
 from __future__ import annotations
@@ -19,24 +20,23 @@ from pathlib import Path
 import pytest
 import sqlalchemy.engine
 import yaml
-from helpers import betasweep_command, invoke_betasweep, tiny_spec
+from helpers import invoke_betasweep, tiny_spec
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
-from test_distributed import Study, _env, child_runs, make_study, wait_for  # noqa: F401  (make_study: a fixture)
+from test_distributed import Study, child_runs, make_study, wait_for  # noqa: F401  (make_study: a fixture)
 
 from betasweep.cli import main
 
 HEARTBEAT = ("--heartbeat-interval", "1", "--grace-period", "8")
 
 
-def submit(*args: str, cwd: Path, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([*betasweep_command(), "submit", *args], capture_output=True, text=True, cwd=cwd,
-                          env=env or _env(), timeout=timeout)
+WORKER_ENV = {"PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # as test_distributed's _env()
 
 
 def submit_in_process(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    """``betasweep submit ARGS`` in this process (betasweep.cli.main; ``env`` overrides variables for the call): for
-    dry runs and bad input, where a subprocess would spend its seconds importing; the console script submits below."""
+    """``betasweep submit ARGS`` in this process (betasweep.cli.main; ``env`` overrides variables for the call, and
+    the workers it starts inherit them): a subprocess would spend its seconds importing before it submits; the
+    workers are processes either way. tests/test_security.py runs the console script of ``submit``."""
     return invoke_betasweep("submit", *args, cwd=cwd, env=env)
 
 
@@ -110,9 +110,9 @@ def test_local_task_with_two_workers_per_gpu_runs_both_processes_on_one_study(po
     name = f"pergpu-{secrets.token_hex(4)}"
     spec_path = tmp_path / "spec.yaml"
     spec_path.write_text(yaml.safe_dump(tiny_spec(dsprites_path, name, 2)))
-    proc = submit(str(spec_path), "--storage", postgres_url, "--tracking-uri", mlflow_server, "--workers", "1",
-                  "--workers-per-gpu", "2", "--cluster", "local", "--log-dir", str(tmp_path / "jobs"), *HEARTBEAT,
-                  cwd=tmp_path)
+    proc = submit_in_process(str(spec_path), "--storage", postgres_url, "--tracking-uri", mlflow_server, "--workers",
+                             "1", "--workers-per-gpu", "2", "--cluster", "local", "--log-dir", str(tmp_path / "jobs"),
+                             *HEARTBEAT, cwd=tmp_path, env=WORKER_ENV)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (out,) = sorted((tmp_path / "jobs").glob("*_log.out"))
     assert "2 workers on this task's GPU" in out.read_text(), out.read_text()
@@ -154,8 +154,9 @@ def test_local_cluster_creates_the_study_of_a_spec_and_runs_two_worker_processes
     name = f"local-{secrets.token_hex(4)}"
     spec_path = tmp_path / "spec.yaml"
     spec_path.write_text(yaml.safe_dump(tiny_spec(dsprites_path, name, 2)))
-    proc = submit(str(spec_path), "--storage", postgres_url, "--tracking-uri", mlflow_server, "--workers", "2",
-                  "--cluster", "local", "--log-dir", str(tmp_path / "jobs"), *HEARTBEAT, cwd=tmp_path)
+    proc = submit_in_process(str(spec_path), "--storage", postgres_url, "--tracking-uri", mlflow_server, "--workers",
+                             "2", "--cluster", "local", "--log-dir", str(tmp_path / "jobs"), *HEARTBEAT, cwd=tmp_path,
+                             env=WORKER_ENV)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout)
     assert result["cluster"] == "local" and len(result["tasks"]) == 2 and result["target"] == 2
@@ -173,9 +174,9 @@ def test_local_cluster_creates_the_study_of_a_spec_and_runs_two_worker_processes
 def test_slurm_array_of_two_workers_with_a_task_requeued_mid_trial(slurm_cluster, make_study, tmp_path):
     study = make_study(n_trials=4)
     jobs = tmp_path / "jobs"
-    proc = submit("--study", study.name, "--workers", "2", "--cluster", "slurm",  # the URL from BETASWEEP_STORAGE
-                  "--time", "10", "--log-dir", str(jobs), *HEARTBEAT, cwd=tmp_path,
-                  env={**_env(), **slurm_cluster.env(), "BETASWEEP_STORAGE": study.storage})
+    proc = submit_in_process("--study", study.name, "--workers", "2", "--cluster", "slurm",  # URL: BETASWEEP_STORAGE
+                             "--time", "10", "--log-dir", str(jobs), *HEARTBEAT, cwd=tmp_path,
+                             env={**WORKER_ENV, **slurm_cluster.env(), "BETASWEEP_STORAGE": study.storage})
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout)
     job = result["job_id"]
