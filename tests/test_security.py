@@ -4,9 +4,9 @@ passwords where other users read them (``ps``, logs, MLflow, the HTML report).
 Real components throughout: the ``betasweep`` command, Optuna's gRPC proxy, PostgreSQL with a password and an
 ``mlflow server`` (tests/servers.py). The proxy and the password test's commands run as subprocesses (what ``ps``
 and the logs show is the point there); the commands that refuse crafted files or strangers run in-process
-(``betasweep.cli.main``, as the console script), each a subprocess's seconds of imports less. A crafted file's payload creates a marker file when it
-is unpickled; each test first shows that the payload works (``np.load(allow_pickle=True)`` runs it: the control),
-then that betasweep never runs it.
+(``betasweep.cli.main``, as the console script), each a subprocess's seconds of imports less. A crafted file's
+payload creates a marker file when it is unpickled; each test first shows that the payload works
+(``np.load(allow_pickle=True)`` runs it: the control), then that betasweep never runs it.
 """
 
 from __future__ import annotations
