@@ -35,7 +35,7 @@ CELEBA_SAMPLE = SHARED_DATA / "celeba-sample"
 # cheap and runs after these, in the collected order. Re-measure with `pytest --durations=0`, re-sum, when files
 # change much.
 FILE_COSTS = {
-    "tests/test_outage.py": 225,  # a 60-s outage and two more: mostly waiting, so first, beside CPU-bound files
+    "tests/test_outage.py": 160,  # its 60-s outage overlaps its two other tests (a thread); still much waiting
     "tests/test_compose_stack.py": 330,  # its own marker; the 15-minute figure leaves it out
     "tests/test_race_slurm.py": 150,
     "tests/test_distributed.py": 135,

@@ -253,14 +253,17 @@ class MlflowServer:
         self.process: subprocess.Popen | None = None
         atexit.register(self.stop)
 
-    def start(self, timeout: float = 120.0) -> None:
+    def start(self, timeout: float = 120.0, env: Mapping[str, str] | None = None) -> None:
+        """Start the server and wait until ``/health`` answers; ``env``: the environment to start it in (default:
+        this process's, read now)."""
         self.artifacts_dir.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "-m", "mlflow", "server",
                    "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
                    "--backend-store-uri", self.backend_store_uri,
                    "--serve-artifacts", "--artifacts-destination", str(self.artifacts_dir),
                    "--default-artifact-root", "mlflow-artifacts:/"]
-        env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ, "PYTHONUNBUFFERED": "1"}
+        base = os.environ if env is None else env
+        env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **base, "PYTHONUNBUFFERED": "1"}
         env.pop("MLFLOW_TRACKING_URI", None)
         with open(self.log_file, "ab") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

@@ -1,7 +1,8 @@
 """Outages as tests (issue 22): a real `mlflow server` killed for 60 s while a trial trains, and down while a
 study is created. Real PostgreSQL and MLflow (tests/servers.py). The workers that live through an outage are
 `betasweep worker` subprocesses; the commands around them (`study create`, a worker after the outage) run
-in-process (`betasweep.cli.main`, as the console script), each a subprocess's seconds of imports less.
+in-process (`betasweep.cli.main`, as the console script), each a subprocess's seconds of imports less. The 60-s
+outage runs on a thread from the module's start (:class:`Outage`), so the other tests run while its worker waits.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import secrets
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -71,45 +73,84 @@ def _assert_trials_logged(study: optuna.Study, tracking_uri: str, n: int) -> Non
         assert {"checkpoint/checkpoint.pt", "figures/traversal.png", "figures/reconstruction.png"} <= listed, listed
 
 
-@pytest.mark.slow
-def test_mlflow_killed_for_60_s_while_a_trial_trains(postgres_server, postgres_url, dsprites_path, tmp_path):
-    server = _mlflow(postgres_server, tmp_path)
-    name = f"outage-{secrets.token_hex(3)}"
-    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(tiny_spec(dsprites_path, name, n_trials=2, train_samples=3200)))
-    created = in_process("study", "create", tmp_path / "spec.yaml", "--storage", postgres_url, "--tracking-uri",
-                         server.uri, cwd=tmp_path)
-    assert created.returncode == 0, created.stderr[-2000:]
-    log = open(tmp_path / "worker.log", "w")
-    worker = subprocess.Popen([*betasweep_command(), "worker", "--study", name, "--storage", postgres_url,
-                               "--no-progress", "--heartbeat-interval", "5", "--grace-period", "30"],
-                              stdout=log, stderr=subprocess.STDOUT, env=_env(), cwd=tmp_path)
+class Outage:
+    """The 60-s outage's scenario, run on a thread beside the module's other tests: a worker trains trial 0 of 2
+    while its `mlflow server` is SIGKILLed for ``OUTAGE_S`` seconds, then started again on the same port.
+
+    This process only waits through the outage (the worker is blocked on MLflow), so the fixture
+    :func:`outage_60s` starts it before the module's first test and the other tests run meanwhile;
+    :func:`test_mlflow_killed_for_60_s_while_a_trial_trains`, last in the file, waits for it and checks the outcome.
+    """
+
+    def __init__(self, postgres_server, dsprites_path, root: Path):
+        self.root, self.name = root, f"outage-{secrets.token_hex(3)}"
+        self.storage = postgres_server.create_database(f"t_outage_60_s_{secrets.token_hex(3)}")
+        self.server = _mlflow(postgres_server, root)
+        (root / "spec.yaml").write_text(yaml.safe_dump(tiny_spec(dsprites_path, self.name, n_trials=2,
+                                                                 train_samples=3200)))
+        created = in_process("study", "create", root / "spec.yaml", "--storage", self.storage, "--tracking-uri",
+                             self.server.uri, cwd=root)
+        assert created.returncode == 0, created.stderr[-2000:]
+        self.log = open(root / "worker.log", "w")
+        self.worker = subprocess.Popen([*betasweep_command(), "worker", "--study", self.name, "--storage", self.storage,
+                                        "--no-progress", "--heartbeat-interval", "5", "--grace-period", "30"],
+                                       stdout=self.log, stderr=subprocess.STDOUT, env=_env(), cwd=root)
+        # the restart's environment, taken now: in-process commands of the other tests swap os.environ meanwhile
+        self.env = dict(os.environ)
+        self.victim: optuna.trial.FrozenTrial | None = None
+        self.alive_after_outage: bool | None = None
+        self.error: BaseException | None = None
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="mlflow-outage", daemon=True)
+        self.thread.start()
+
+    def said(self) -> str:
+        return (self.root / "worker.log").read_text()
+
+    def _run(self) -> None:
+        try:
+            study = optuna.load_study(study_name=self.name, storage=self.storage)
+            deadline = time.monotonic() + 300
+            while not any(t.state == TrialState.RUNNING and "mlflow_run_id" in t.user_attrs
+                          and time.time() - t.datetime_start.timestamp() > 3 for t in study.get_trials(deepcopy=False)):
+                if self.worker.poll() is not None or time.monotonic() > deadline or self.stopped.is_set():
+                    return  # no victim: the test says so
+                time.sleep(0.2)
+            self.victim = next(t for t in study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING)
+            kill_server(self.server)
+            if self.stopped.wait(OUTAGE_S):
+                return
+            self.alive_after_outage = self.worker.poll() is None
+            self.server.start(env=self.env)
+        except BaseException as error:  # noqa: BLE001 - raised again by the test
+            self.error = error
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.thread.join(timeout=150)
+        if self.worker.poll() is None:
+            self.worker.kill()
+            self.worker.wait()
+        self.log.close()
+        self.server.stop()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def outage_60s(request, postgres_server, dsprites_path, tmp_path_factory):
+    """The :class:`Outage`, started before the module's first test when the 60-s outage test is selected (None
+    otherwise; the exception if starting it failed, raised by that test alone)."""
+    if not any(item.name == "test_mlflow_killed_for_60_s_while_a_trial_trains" for item in request.session.items):
+        yield None
+        return
     try:
-        study = optuna.load_study(study_name=name, storage=postgres_url)
-        deadline = time.monotonic() + 300
-        while not any(t.state == TrialState.RUNNING and "mlflow_run_id" in t.user_attrs
-                      and time.time() - t.datetime_start.timestamp() > 3 for t in study.get_trials(deepcopy=False)):
-            assert worker.poll() is None, (tmp_path / "worker.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "no trial started training"
-            time.sleep(0.2)
-        victim = next(t for t in study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING)
-        kill_server(server)
-        time.sleep(OUTAGE_S)
-        assert worker.poll() is None, (tmp_path / "worker.log").read_text()[-3000:]
-        server.start()
-        assert worker.wait(timeout=600) == 0, (tmp_path / "worker.log").read_text()[-3000:]
-        # the server stays up to read the runs back
-        study = optuna.load_study(study_name=name, storage=postgres_url)
-        _assert_trials_logged(study, server.uri, 2)
-        said = (tmp_path / "worker.log").read_text()
-        assert "Traceback" not in said, said[-3000:]
-        # the interrupted trial completed, or was retried (then its retry resumed it)
-        retried = [t for t in study.trials if t.user_attrs.get("attempt_of") == victim.number]
-        assert study.trials[victim.number].state == TrialState.COMPLETE or retried, said[-3000:]
+        outage = Outage(postgres_server, dsprites_path, tmp_path_factory.mktemp("outage-60-s"))
+    except Exception as error:  # noqa: BLE001 - the 60-s test reports it; the other tests run
+        yield error
+        return
+    try:
+        yield outage
     finally:
-        if worker.poll() is None:
-            worker.kill()
-        log.close()
-        server.stop()
+        outage.close()
 
 
 def test_study_create_with_mlflow_down_then_up_gives_a_working_study(postgres_server, postgres_url, dsprites_path,
@@ -168,8 +209,8 @@ def test_mlflow_down_past_the_retry_budget_queues_the_trial_which_resumes(postgr
     spec = tiny_spec(dsprites_path, name, n_trials=1, train_samples=3200)
     spec["fixed"] = {**spec["fixed"], "checkpoint_every": 20}
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
-    assert in_process("study", "create", tmp_path / "spec.yaml", "--storage", postgres_url, "--tracking-uri", server.uri,
-                      cwd=tmp_path).returncode == 0
+    assert in_process("study", "create", tmp_path / "spec.yaml", "--storage", postgres_url, "--tracking-uri",
+                      server.uri, cwd=tmp_path).returncode == 0
     worker_args = [*betasweep_command(), "worker", "--study", name, "--storage", postgres_url, "--no-progress",
                    "--checkpoint-dir", str(tmp_path / "checkpoints")]
     first = subprocess.Popen(worker_args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -206,3 +247,27 @@ def test_mlflow_down_past_the_retry_budget_queues_the_trial_which_resumes(postgr
         _assert_trials_logged(study, server.uri, 1)
     finally:
         server.stop()
+
+
+@pytest.mark.slow
+def test_mlflow_killed_for_60_s_while_a_trial_trains(outage_60s):
+    """Killed for 60 s while trial 0 trains, then back: the worker lives through it and logs both trials. The
+    scenario ran beside the tests above (:class:`Outage`); here its outcome."""
+    outage = outage_60s
+    if isinstance(outage, Exception):
+        raise outage
+    outage.thread.join(timeout=300 + OUTAGE_S + 150)
+    assert not outage.thread.is_alive(), "the outage's thread did not finish\n" + outage.said()[-3000:]
+    if outage.error is not None:
+        raise outage.error
+    assert outage.victim is not None, "no trial started training\n" + outage.said()[-3000:]
+    assert outage.alive_after_outage, outage.said()[-3000:]
+    assert outage.worker.wait(timeout=600) == 0, outage.said()[-3000:]
+    # the server stays up to read the runs back
+    study = optuna.load_study(study_name=outage.name, storage=outage.storage)
+    _assert_trials_logged(study, outage.server.uri, 2)
+    said = outage.said()
+    assert "Traceback" not in said, said[-3000:]
+    # the interrupted trial completed, or was retried (then its retry resumed it)
+    retried = [t for t in study.trials if t.user_attrs.get("attempt_of") == outage.victim.number]
+    assert study.trials[outage.victim.number].state == TrialState.COMPLETE or retried, said[-3000:]
