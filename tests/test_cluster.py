@@ -172,7 +172,9 @@ def test_local_cluster_creates_the_study_of_a_spec_and_runs_two_worker_processes
 
 
 def test_slurm_array_of_two_workers_with_a_task_requeued_mid_trial(slurm_cluster, make_study, tmp_path):
-    study = make_study(n_trials=4)
+    # trials of ~6 s (3,200 images), not tiny_spec's ~3: a trial seen running for 1 s must still be running when the
+    # requeue lands, and task 0 must still have one to start after it (at 800 images all 4 had ended first, once)
+    study = make_study(n_trials=4, train_samples=3200)
     jobs = tmp_path / "jobs"
     proc = submit_in_process("--study", study.name, "--workers", "2", "--cluster", "slurm",  # URL: BETASWEEP_STORAGE
                              "--time", "10", "--log-dir", str(jobs), *HEARTBEAT, cwd=tmp_path,

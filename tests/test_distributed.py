@@ -99,9 +99,9 @@ def make_study(postgres_url, mlflow_server, dsprites_path, tmp_path):
     """`make_study(n_trials)`: a study on PostgreSQL with its MLflow parent run on the server; kills its workers after."""
     made: list[Study] = []
 
-    def make(n_trials: int, *, cli: bool = False) -> Study:
+    def make(n_trials: int, *, cli: bool = False, **overrides) -> Study:
         name = f"dist-{secrets.token_hex(4)}"
-        raw = tiny_spec(dsprites_path, name, n_trials)
+        raw = tiny_spec(dsprites_path, name, n_trials, **overrides)
         if cli:  # the command (in this process: betasweep.cli.main), twice: the second finds the study (--exist-ok)
             spec_path = tmp_path / "spec.yaml"
             spec_path.write_text(yaml.safe_dump(raw))
