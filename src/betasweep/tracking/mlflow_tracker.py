@@ -22,7 +22,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
@@ -105,9 +105,11 @@ def _transient(error: BaseException) -> bool:
     return isinstance(error, (OSError, TimeoutError))
 
 
-def call_with_retry(fn, *args, what: str = "MLflow call", budget_s: float | None = None, **kwargs):
+def call_with_retry(fn, *args, what: str = "MLflow call", budget_s: float | None = None,
+                    transient: Callable[[BaseException], bool] | None = None, **kwargs):
     """``fn(*args, **kwargs)``, retried with exponential backoff (1 s doubling, at most 30 s apart) while it
-    fails transiently, for at most ``budget_s`` seconds (default :func:`retry_seconds`).
+    fails transiently (``transient(error)``, default: the server down, restarting or timing out), for at most
+    ``budget_s`` seconds (default :func:`retry_seconds`, set by ``BETASWEEP_MLFLOW_RETRY_S``).
 
     MLflow's own HTTP retries are cut to one per attempt meanwhile, so the budget is what bounds the wait
     (each attempt still has MLflow's request timeout). A permanent error (a bad request) is raised at once.
@@ -123,16 +125,17 @@ def call_with_retry(fn, *args, what: str = "MLflow call", budget_s: float | None
             with _http_settings(max_retries=1, timeout_s=None):
                 return fn(*args, **kwargs)
         except Exception as error:  # noqa: BLE001 - sorted into transient (retried) and permanent (raised)
-            if not _transient(error):
+            if not (transient or _transient)(error):
                 raise
             failures += 1
             left = deadline - time.monotonic()
+            first = (" ".join(str(error).split()) or type(error).__name__)[:200]
             if left <= 0:
-                first = (" ".join(str(error).split()) or type(error).__name__)[:200]
+                hint = f"; {RETRY_ENV} sets the budget" if budget_s is None else ""
                 raise TrackingUnavailable(f"MLflow unreachable: {what} failed for {budget:.0f} s "
-                                          f"({failures} attempts; {RETRY_ENV} sets the budget): {first}") from error
+                                          f"({failures} attempts{hint}): {first}") from error
             if failures == 1:
-                _log.warning("%s failed (%s); retrying for up to %.0f s", what, type(error).__name__, budget)
+                _log.warning("%s failed (%s); retrying for up to %.0f s", what, first, budget)
             time.sleep(min(delay, max(left, 0.0)))
             delay = min(delay * 2, _MAX_BACKOFF_S)
 
@@ -144,8 +147,8 @@ def check_reachable(tracking_uri: str, timeout_s: float = 5.0, *, budget_s: floa
     without MLflow's own retries (which wait minutes on an unreachable server), because a server can be
     healthy and still refuse every API request (MLflow 3 answers 403 to a ``Host`` header not in its
     ``--allowed-hosts``). A server that is not there (connection refused, unknown host) or refuses this
-    client (4xx) fails at once. A server that is there but stalls (a timeout after ``timeout_s`` s, then
-    twice as long up to 20 s), drops the connection or answers 5xx is asked again for ``budget_s``
+    client (4xx) fails at once. A server that is there but stalls (no answer within ``timeout_s`` s),
+    drops the connection or answers 5xx is asked again (:func:`call_with_retry`) for ``budget_s``
     seconds (default :data:`REACHABLE_RETRY_S`, 60): the uvicorn supervisor of a multi-worker ``mlflow
     server`` kills a worker that misses its 5-s healthcheck on a loaded host and starts another, and a
     request caught in that moment fails although the server is healthy (``study create`` in the compose
@@ -156,22 +159,12 @@ def check_reachable(tracking_uri: str, timeout_s: float = 5.0, *, budget_s: floa
     """
     if not tracking_uri.startswith(("http://", "https://")):
         return
-    budget = REACHABLE_RETRY_S if budget_s is None else budget_s
-    deadline = time.monotonic() + budget
-    delay, attempts = 1.0, 0
-    while True:
-        attempts += 1
-        try:
-            _check_once(tracking_uri, timeout_s)
-            return
-        except _Stalled as error:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TrackingError(f"{error} ({attempts} attempts in {budget:.0f} s)") from None
-            if attempts == 1:
-                _log.warning("%s; asking again for up to %.0f s", error, budget)
-            time.sleep(min(delay, left))
-            delay, timeout_s = min(delay * 2, _MAX_BACKOFF_S), min(timeout_s * 2, 20.0)
+    try:
+        call_with_retry(_check_once, tracking_uri, timeout_s, what="the reachability check",
+                        budget_s=REACHABLE_RETRY_S if budget_s is None else budget_s,
+                        transient=lambda error: isinstance(error, _Stalled))
+    except TrackingUnavailable as error:  # a TrackingError as any other failure of the check; one line
+        raise TrackingError(str(error)) from None
 
 
 class _Stalled(TrackingError):
